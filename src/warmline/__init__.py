@@ -1,0 +1,69 @@
+"""warmline: warm HTTP/1.1 connection pools for asyncio and threads.
+
+Pre-connected, self-healing pools of keep-alive connections, so that a request
+never pays the TCP and TLS handshake on the hot path: ``ClientPool`` for
+asyncio, ``AtomicClientPool`` for threads, on one sans-I/O HTTP/1.1 core.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from warmline._policy import Backoff, PoolStats
+from warmline.aio import ClientPool, ClientSlot
+from warmline.errors import (
+    ConnectError,
+    ConnectionClosed,
+    ConnectTimeout,
+    InvalidRequest,
+    PoolClosed,
+    PoolError,
+    PoolTimeout,
+    ProtocolError,
+    ReadTimeout,
+    ResponseTooLarge,
+    Timeout,
+    WarmlineError,
+    WriteTimeout,
+)
+from warmline.http11 import Headers, RequestWriter, Response, ResponseReader
+from warmline.objpool import LocalPool, Pooled, SyncPool
+from warmline.sync import AtomicClientPool, AtomicClientSlot
+
+try:
+    __version__ = version("warmline")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = [
+    # pools of connections
+    "AtomicClientPool",
+    "AtomicClientSlot",
+    "Backoff",
+    "ClientPool",
+    "ClientSlot",
+    "PoolStats",
+    # HTTP/1.1
+    "Headers",
+    "RequestWriter",
+    "Response",
+    "ResponseReader",
+    # object pools
+    "LocalPool",
+    "Pooled",
+    "SyncPool",
+    # errors
+    "ConnectError",
+    "ConnectTimeout",
+    "ConnectionClosed",
+    "InvalidRequest",
+    "PoolClosed",
+    "PoolError",
+    "PoolTimeout",
+    "ProtocolError",
+    "ReadTimeout",
+    "ResponseTooLarge",
+    "Timeout",
+    "WarmlineError",
+    "WriteTimeout",
+    # version
+    "__version__",
+]

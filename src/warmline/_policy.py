@@ -1,0 +1,236 @@
+"""Pool policy shared by the asyncio and thread shells: no sockets, no awaits.
+
+:class:`Backoff` says how long a slot waits before its next reconnect attempt,
+:class:`Origin` is a parsed, validated pool URL, and :class:`StatsCounters`
+holds the counters behind ``pool.stats()``. Both shells use these and copy
+none of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from warmline.errors import InvalidRequest
+
+__all__ = ["IDEMPOTENT_METHODS", "Backoff", "Origin", "PoolStats", "StatsCounters"]
+
+# RFC 9110 §9.2.2: a request with one of these methods can be repeated with the
+# same effect, so a request that met a stale keep-alive connection may be sent
+# again on a fresh one.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential, jittered delays between reconnect attempts.
+
+    The first attempt after a connection dies is immediate (a server closing an
+    idle keep-alive connection is the common case and is healed at once); the
+    k-th failure then waits ``min(maximum, initial * multiplier**(k-1))``,
+    spread by ``±jitter`` so that N slots of one pool don't retry in lockstep.
+
+    Args:
+        initial: Delay after the first failed attempt, in seconds.
+        maximum: Cap on any delay, in seconds.
+        multiplier: Growth factor per failed attempt (>= 1).
+        jitter: Relative spread in [0, 1): 0.2 means ±20 %.
+
+    Example:
+        >>> b = Backoff(initial=0.1, maximum=1.0, multiplier=2.0, jitter=0.0)
+        >>> [b.delay(k) for k in range(5)]
+        [0.0, 0.1, 0.2, 0.4, 0.8]
+    """
+
+    initial: float = 0.05
+    maximum: float = 5.0
+    multiplier: float = 2.0
+    jitter: float = 0.2
+
+    def __post_init__(self) -> None:
+        for name in ("initial", "maximum", "multiplier", "jitter"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"Backoff.{name} must be a finite number >= 0, got {value!r}")
+        if self.multiplier < 1:
+            raise ValueError("Backoff.multiplier must be >= 1")
+        if self.jitter >= 1:
+            raise ValueError("Backoff.jitter must be < 1")
+        if self.initial > self.maximum:
+            raise ValueError("Backoff.initial must not exceed Backoff.maximum")
+
+    def delay(self, failures: int, rand: float | None = None) -> float:
+        """Seconds to wait before the attempt that follows ``failures`` failures.
+
+        Args:
+            failures: Failed attempts so far for this slot (0 for the first try).
+            rand: A number in [0, 1) for the jitter; drawn when not given.
+        """
+        if failures <= 0:
+            return 0.0
+        # Cap the exponent so huge failure counts cannot overflow a float.
+        base = min(self.maximum, self.initial * self.multiplier ** min(failures - 1, 64))
+        if not self.jitter:
+            return base
+        r = random.random() if rand is None else rand
+        return min(self.maximum, base * (1.0 + self.jitter * (2.0 * r - 1.0)))
+
+    def bound(self) -> float:
+        """Longest single delay this policy can produce (for tests and docs)."""
+        return self.maximum
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Origin:
+    """A pool's target: ``http://host[:port]``, ``https://...`` or ``unix:///path``.
+
+    Attributes:
+        scheme: ``"http"``, ``"https"`` or ``"unix"``.
+        host: Host name or address (brackets stripped for IPv6); ``"localhost"``
+            for Unix sockets.
+        port: TCP port (0 for Unix sockets).
+        uds: Path of the Unix socket, or None.
+        host_header: The ``Host`` value to send.
+    """
+
+    scheme: str
+    host: str
+    port: int
+    uds: str | None
+    host_header: str
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme == "https"
+
+    def __str__(self) -> str:
+        if self.uds is not None:
+            return f"unix://{self.uds}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
+
+    @classmethod
+    def parse(cls, url: str, *, uds: str | None = None) -> Origin:
+        """Parse and validate a pool URL; a path, query or credentials is an error.
+
+        Args:
+            url: ``scheme://host[:port]`` (a trailing ``/`` is allowed), or
+                ``unix:///path/to.sock``.
+            uds: Connect through this Unix socket instead; ``url`` then only
+                supplies the Host header and scheme.
+        """
+        if not isinstance(url, str):
+            raise InvalidRequest(f"URL must be a str, got {type(url).__name__}")
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError as exc:
+            raise InvalidRequest(f"invalid URL {url!r}: {exc}") from exc
+        scheme = parts.scheme.lower()
+        if scheme == "unix":
+            path = unquote(parts.path)
+            if not path or parts.netloc or parts.query or parts.fragment:
+                raise InvalidRequest(f"a unix URL is unix:///path/to.sock, got {url!r}")
+            return cls("unix", "localhost", 0, path, "localhost")
+        if scheme not in _DEFAULT_PORTS:
+            raise InvalidRequest(f"URL scheme must be http, https or unix, got {url!r}")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise InvalidRequest(
+                f"a pool URL has no path or query (use base_path=...), got {url!r}"
+            )
+        if parts.username is not None or parts.password is not None:
+            raise InvalidRequest("credentials in the URL are not supported; send a header")
+        host = parts.hostname
+        if not host or any(c in host for c in "\r\n\0 \t/\\"):
+            raise InvalidRequest(f"URL has no valid host: {url!r}")
+        port = port if port is not None else _DEFAULT_PORTS[scheme]
+        if port == 0:
+            raise InvalidRequest(f"URL port must be 1-65535, got {url!r}")
+        shown = f"[{host}]" if ":" in host else host
+        header = shown if port == _DEFAULT_PORTS[scheme] else f"{shown}:{port}"
+        return cls(scheme, host, port, uds, header)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PoolStats:
+    """A snapshot of a pool's counters (``pool.stats()``).
+
+    Attributes:
+        requests: Requests that completed with a response.
+        errors: Failed requests by error class name.
+        reconnects: Connections opened after the initial connect.
+        reconnect_failures: Reconnect attempts that failed.
+        stale_retries: Idempotent requests re-sent after meeting a stale connection.
+        acquire_waits: ``acquire()`` calls that had to wait for a slot.
+        ready: Slots ready now.
+        in_use: Slots handed out now.
+        reconnecting: Slots being healed now.
+        size: Slots in the pool.
+    """
+
+    requests: int
+    errors: Mapping[str, int]
+    reconnects: int
+    reconnect_failures: int
+    stale_retries: int
+    acquire_waits: int
+    ready: int
+    in_use: int
+    reconnecting: int
+    size: int
+
+    def as_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["errors"] = dict(self.errors)
+        return out
+
+
+class StatsCounters:
+    """Mutable counters owned by one pool; ``snapshot()`` makes a PoolStats.
+
+    Plain integer attributes: an increment is one bytecode-level add, and the
+    thread shell only updates them under the GIL from one place per event, so
+    a rare lost increment under free-threading would skew a figure, never state.
+    """
+
+    __slots__ = (
+        "acquire_waits",
+        "errors",
+        "reconnect_failures",
+        "reconnects",
+        "requests",
+        "stale_retries",
+    )
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.errors: dict[str, int] = {}
+        self.reconnects = 0
+        self.reconnect_failures = 0
+        self.stale_retries = 0
+        self.acquire_waits = 0
+
+    def error(self, exc: BaseException) -> None:
+        name = type(exc).__name__
+        self.errors[name] = self.errors.get(name, 0) + 1
+
+    def snapshot(self, *, ready: int, in_use: int, reconnecting: int, size: int) -> PoolStats:
+        return PoolStats(
+            requests=self.requests,
+            errors=dict(self.errors),
+            reconnects=self.reconnects,
+            reconnect_failures=self.reconnect_failures,
+            stale_retries=self.stale_retries,
+            acquire_waits=self.acquire_waits,
+            ready=ready,
+            in_use=in_use,
+            reconnecting=reconnecting,
+            size=size,
+        )

@@ -1,0 +1,104 @@
+"""The ASGI app that granian serves for the benchmark and the tests.
+
+Endpoints (the same shapes as the nginx config of ``_server.nginx``):
+
+- ``GET /small``: a ~100-byte JSON price ticker.
+- ``GET /large``: 64 KiB of bytes 0..255 repeated.
+- ``GET /bytes/N``: N bytes (capped at 64 MiB).
+- ``GET /chunked``: a body sent in several chunks without a length.
+- ``/echo`` (any method): JSON of the request as the server saw it.
+- ``/status/N``: an empty response with status N.
+- ``/count``: how many requests each ``x-id`` header value was seen with.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+SMALL = (
+    b'{"symbol":"BTCUSDT","price":"97234.51000000","bid":"97234.50",'
+    b'"ask":"97234.52","time":1732147200123}'
+)
+LARGE = bytes(range(256)) * 256
+_MAX_BYTES = 64 * 1024 * 1024
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+_seen: dict[str, int] = {}
+
+
+async def _body(receive: Receive) -> bytes:
+    parts = []
+    while True:
+        message = await receive()
+        parts.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(parts)
+
+
+async def _reply(
+    send: Send,
+    status: int,
+    body: bytes,
+    ctype: bytes = b"application/json",
+    more: list[bytes] | None = None,
+) -> None:
+    headers = [(b"content-type", ctype)]
+    if more is None:
+        headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    if more is None:
+        await send({"type": "http.response.body", "body": body})
+        return
+    for part in more:
+        await send({"type": "http.response.body", "body": part, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    path: str = scope["path"]
+    body = await _body(receive)
+    if path == "/small":
+        await _reply(send, 200, SMALL)
+    elif path == "/large":
+        await _reply(send, 200, LARGE, b"application/octet-stream")
+    elif path.startswith("/bytes/"):
+        n = min(int(path[7:]), _MAX_BYTES)
+        await _reply(
+            send,
+            200,
+            LARGE * (n // len(LARGE)) + LARGE[: n % len(LARGE)],
+            b"application/octet-stream",
+        )
+    elif path == "/chunked":
+        parts = [b"chunk-%d;" % i * 50 for i in range(20)]
+        await _reply(send, 200, b"", b"text/plain", more=parts)
+    elif path.startswith("/status/"):
+        await _reply(send, int(path[8:]), b"")
+    elif path == "/count":
+        await _reply(send, 200, json.dumps(_seen).encode())
+    else:
+        headers = [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]]
+        for k, v in scope["headers"]:
+            if k == b"x-id":
+                key = v.decode("latin-1")
+                _seen[key] = _seen.get(key, 0) + 1
+        echo = {
+            "method": scope["method"],
+            "path": path,
+            "raw_path": scope.get("raw_path", b"").decode("latin-1"),
+            "query": scope["query_string"].decode("latin-1"),
+            "headers": headers,
+            "body": body.decode("latin-1"),
+        }
+        status = 404 if path != "/echo" and not path.startswith("/echo/") else 200
+        await _reply(send, status, json.dumps(echo).encode())

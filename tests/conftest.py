@@ -1,0 +1,69 @@
+"""Shared fixtures: real servers (granian always, nginx when installed), TLS certs."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import trustme
+
+from warmline._server.launch import Server, nginx_path, start_granian, start_nginx
+
+
+@dataclass
+class TLSFiles:
+    ca: trustme.CA
+    certfile: str
+    keyfile: str
+
+    def client_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context()
+        self.ca.configure_trust(ctx)
+        return ctx
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    d = tmp_path_factory.mktemp("tls")
+    certfile, keyfile = d / "cert.pem", d / "key.pem"
+    cert.cert_chain_pems[0].write_to_path(str(certfile))
+    for pem in cert.cert_chain_pems[1:]:
+        pem.write_to_path(str(certfile), append=True)
+    cert.private_key_pem.write_to_path(str(keyfile))
+    return TLSFiles(ca, str(certfile), str(keyfile))
+
+
+@pytest.fixture(scope="session")
+def granian() -> Iterator[Server]:
+    with start_granian() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def granian_tls(tls_files: TLSFiles) -> Iterator[Server]:
+    with start_granian(certfile=tls_files.certfile, keyfile=tls_files.keyfile) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def granian_uds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    path = tmp_path_factory.mktemp("uds") / "granian.sock"
+    with start_granian(uds=str(path)) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def nginx() -> Iterator[Server]:
+    if nginx_path() is None:
+        pytest.skip("nginx is not installed (CI installs it; apt-get install nginx-light)")
+    with start_nginx() as server:
+        yield server
+
+
+def fd_count() -> int:
+    return len(list(Path("/proc/self/fd").iterdir()))

@@ -1,0 +1,226 @@
+"""One HTTP/1.1 keep-alive connection on an ``asyncio.Protocol``.
+
+The protocol feeds every received chunk to the sans-I/O ResponseReader and
+resolves one future per request; there is no task, lock or stream object per
+request. The connection knows when it is dead: EOF, reset, protocol error,
+``Connection: close``, or a request cancelled or timed out after its bytes
+were written. A dead connection is never reused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from collections.abc import Callable
+from typing import Any, cast
+
+from warmline._policy import Origin
+from warmline._tls import describe_tls_error
+from warmline.errors import (
+    ConnectError,
+    ConnectionClosed,
+    ConnectTimeout,
+    ReadTimeout,
+    WarmlineError,
+    WriteTimeout,
+)
+from warmline.http11 import Response, ResponseReader
+
+__all__ = ["Connection", "open_connection"]
+
+
+class Connection(asyncio.Protocol):
+    """An HTTP/1.1 client connection: write one request, await one response.
+
+    Use :func:`open_connection` to make one. ``send()`` may only be called
+    while ``idle``; callers (the pool's slots) guarantee that.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        reader: ResponseReader,
+        on_lost: Callable[[Connection], None] | None = None,
+    ) -> None:
+        self._loop = loop
+        self._reader = reader
+        self._on_lost = on_lost
+        self._transport: asyncio.Transport | None = None
+        self._waiter: asyncio.Future[Response] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self.alive = False
+
+    # -- asyncio.Protocol -------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but quack.
+        self._transport = cast(asyncio.Transport, transport)
+        self.alive = True
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            # Small requests must leave at once, not wait for Nagle's ACK.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            response = self._reader.feed(data)
+        except WarmlineError as exc:
+            self._fail(exc)
+            return
+        if response is None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._reader.keep_alive:
+            # Connection: close, HTTP/1.0, a close-delimited body or bytes after
+            # the response: this connection must not carry another request.
+            self._kill()
+        waiter = self._waiter
+        self._waiter = None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(response)
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.alive = False
+        self._cancel_timer()
+        waiter = self._waiter
+        self._waiter = None
+        if waiter is not None and not waiter.done():
+            try:
+                response = self._reader.feed_eof()
+            except WarmlineError as err:
+                err.__cause__ = exc
+                waiter.set_exception(err)
+            else:
+                if response is not None:
+                    waiter.set_result(response)
+                else:
+                    closed = ConnectionClosed("connection closed before a response")
+                    closed.__cause__ = exc
+                    waiter.set_exception(closed)
+        if self._on_lost is not None:
+            self._on_lost(self)
+
+    # -- requests ----------------------------------------------------------
+    @property
+    def idle(self) -> bool:
+        """Alive with no request outstanding."""
+        return self.alive and self._waiter is None
+
+    @property
+    def received_any(self) -> bool:
+        """Whether any byte of the current response arrived."""
+        return self._reader.received_any
+
+    def send(self, data: bytes, method: str, deadline: float | None) -> asyncio.Future[Response]:
+        """Write one request; the future resolves with its response.
+
+        Args:
+            data: The whole request, as built by RequestWriter.
+            method: Its method (a HEAD response has no body).
+            deadline: ``loop.time()`` by which the response must be complete,
+                or None. On expiry the future fails with ReadTimeout (or
+                WriteTimeout if the request was not yet sent) and the
+                connection is closed: its state is unknown.
+        """
+        transport = self._transport
+        assert transport is not None and self._waiter is None
+        waiter: asyncio.Future[Response] = self._loop.create_future()
+        self._reader.start(method)
+        self._waiter = waiter
+        transport.write(data)
+        if deadline is not None:
+            self._timer = self._loop.call_at(deadline, self._on_deadline)
+        return waiter
+
+    def abandon(self) -> None:
+        """The request was cancelled mid-flight: the state is unknown, close."""
+        self._waiter = None
+        self._kill()
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        self._waiter = None
+        self._kill()
+
+    # -- internals ---------------------------------------------------------
+    def _on_deadline(self) -> None:
+        self._timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return
+        transport = self._transport
+        unsent = transport is not None and transport.get_write_buffer_size() > 0
+        exc: WarmlineError = (
+            WriteTimeout("request not sent before the timeout")
+            if unsent
+            else ReadTimeout("response not complete before the timeout")
+        )
+        self._waiter = None
+        waiter.set_exception(exc)
+        self._kill()
+
+    def _fail(self, exc: WarmlineError) -> None:
+        waiter = self._waiter
+        self._waiter = None
+        self._kill()
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+
+    def _kill(self) -> None:
+        self.alive = False
+        self._cancel_timer()
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            # abort(): drop unsent bytes and RST; nothing on this connection
+            # may reach anyone any more.
+            transport.abort()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+async def open_connection(
+    origin: Origin,
+    *,
+    tls: ssl.SSLContext | None,
+    connect_timeout: float | None,
+    reader: ResponseReader,
+    on_lost: Callable[[Connection], None] | None = None,
+) -> Connection:
+    """Open a connection to ``origin`` (TCP, TLS or Unix socket).
+
+    Raises:
+        ConnectTimeout: Not connected (handshake included) within
+            ``connect_timeout`` seconds.
+        ConnectError: Refused, unreachable, unresolvable, or TLS failed.
+    """
+    loop = asyncio.get_running_loop()
+
+    def factory() -> Connection:
+        return Connection(loop, reader, on_lost)
+
+    kwargs: dict[str, Any] = {}
+    if tls is not None:
+        kwargs = {"ssl": tls, "server_hostname": origin.host}
+    try:
+        async with asyncio.timeout(connect_timeout):
+            if origin.uds is not None:
+                _, proto = await loop.create_unix_connection(factory, origin.uds, **kwargs)
+            else:
+                _, proto = await loop.create_connection(factory, origin.host, origin.port, **kwargs)
+    except TimeoutError as exc:
+        raise ConnectTimeout(
+            f"not connected within {connect_timeout} s", origin=str(origin)
+        ) from exc
+    except ssl.SSLError as exc:
+        raise ConnectError(describe_tls_error(exc), origin=str(origin)) from exc
+    except OSError as exc:
+        raise ConnectError(f"cannot connect: {exc}", origin=str(origin)) from exc
+    return proto

@@ -289,8 +289,6 @@ async def test_idle_slots_are_reconnected_before_reuse(granian: Server) -> None:
         first.release()
         await asyncio.sleep(0.35)  # past idle_timeout: the sweeper recycles both
         assert pool.stats().reconnects >= 2
-        lease = pool.try_acquire()
-        assert lease is not None
-        assert lease._slot.conn is not old_conn  # type: ignore[union-attr]
-        assert (await lease.get("/small")).content == SMALL
-        lease.release()
+        async with pool.acquire(timeout=5) as lease:
+            assert lease._slot.conn is not old_conn  # type: ignore[union-attr]
+            assert (await lease.get("/small")).content == SMALL

@@ -52,16 +52,16 @@ class Server:
     workdir: str | None = None
     pids: list[int] = field(default_factory=list)
     extra_ports: list[int] = field(default_factory=list)
-    tls_port: int | None = None
+    tls_ports: list[int] = field(default_factory=list)
 
     @property
     def url(self) -> str:
         return f"{self.scheme}://{HOST}:{self.port}"
 
     @property
-    def tls_url(self) -> str | None:
-        """The https URL of the TLS listener, when there is one."""
-        return None if self.tls_port is None else f"https://{HOST}:{self.tls_port}"
+    def tls_urls(self) -> list[str]:
+        """One https URL per TLS listener (nginx's ``tls_ports``)."""
+        return [f"https://{HOST}:{p}" for p in self.tls_ports]
 
     @property
     def urls(self) -> list[str]:
@@ -268,11 +268,11 @@ CHUNKED_BODY = b"".join(b"chunk-%d;" % i * 50 for i in range(20))
 
 
 def _listen_lines(
-    port: int, extra_ports: Sequence[int], tls_port: int | None, certfile: str | None
+    port: int, extra_ports: Sequence[int], tls_ports: Sequence[int], certfile: str
 ) -> str:
     lines = [f"        listen {HOST}:{p} backlog=4096;" for p in (port, *extra_ports)]
-    if tls_port is not None:
-        lines.append(f"        listen {HOST}:{tls_port} ssl backlog=4096;")
+    lines += [f"        listen {HOST}:{p} ssl backlog=4096;" for p in tls_ports]
+    if tls_ports:
         lines.append(f"        ssl_certificate {certfile};")
         lines.append(f"        ssl_certificate_key {certfile}.key;")
     return "\n".join(lines)
@@ -303,7 +303,7 @@ def start_nginx(
     cpu: int | None = None,
     keepalive: int = 75,
     extra_ports: Sequence[int] = (),
-    tls_port: int | None = None,
+    tls_ports: Sequence[int] = (),
     certfile: str | None = None,
     keyfile: str | None = None,
 ) -> Server:
@@ -314,18 +314,18 @@ def start_nginx(
         cpu: Pin the master and its worker to this CPU.
         keepalive: keepalive_timeout in seconds.
         extra_ports: More plain-TCP ports served by the same worker.
-        tls_port: Also listen with TLS here (needs certfile and keyfile, PEM).
+        tls_ports: Also listen with TLS on these (needs certfile and keyfile).
         certfile: Certificate chain (PEM). keyfile: Its private key (PEM).
     """
     binary = nginx_path()
     if binary is None:
         raise RuntimeError("nginx is not installed")
-    if tls_port is not None and not (certfile and keyfile):
-        raise ValueError("tls_port needs certfile and keyfile")
+    if tls_ports and not (certfile and keyfile):
+        raise ValueError("tls_ports needs certfile and keyfile")
     port = port or free_port()
     workdir = tempfile.mkdtemp(prefix="warmline-nginx-")
     root = _nginx_root(workdir, certfile, keyfile)
-    listen = _listen_lines(port, extra_ports, tls_port, str(root / "cert.pem"))
+    listen = _listen_lines(port, extra_ports, tls_ports, str(root / "cert.pem"))
     conf = NGINX_CONF.format(listen=listen, small=SMALL.decode(), keepalive=keepalive)
     (root / "nginx.conf").write_text(conf)
     log = root / "error.log"
@@ -336,7 +336,7 @@ def start_nginx(
         )
     server = Server("nginx", proc, port, "http", None, workdir)
     server.extra_ports = list(extra_ports)
-    server.tls_port = tls_port
+    server.tls_ports = list(tls_ports)
     return _ready(server, log, cpu)
 
 

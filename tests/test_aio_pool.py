@@ -292,3 +292,11 @@ async def test_idle_slots_are_reconnected_before_reuse(granian: Server) -> None:
         async with pool.acquire(timeout=5) as lease:
             assert lease._slot.conn is not old_conn  # type: ignore[union-attr]
             assert (await lease.get("/small")).content == SMALL
+
+
+async def test_lower_case_head_has_no_body(granian: Server) -> None:
+    async with await ClientPool.connect(granian.url, connections=1) as pool:
+        r = await pool.request("head", "/small", timeout=5)
+        assert r.status == 200
+        assert r.content == b""
+        assert (await pool.get("/small")).content == SMALL

@@ -6,6 +6,7 @@ Endpoints (the same shapes as the nginx config of ``_server.nginx``):
 - ``GET /large``: 64 KiB of bytes 0..255 repeated.
 - ``GET /bytes/N``: N bytes (capped at 64 MiB).
 - ``GET /chunked``: a body sent in several chunks without a length.
+- ``POST /order``: echoes the JSON body (the benchmark's order placement).
 - ``/echo`` (any method): JSON of the request as the server saw it.
 - ``/status/N``: an empty response with status N.
 - ``/count``: how many requests each ``x-id`` header value was seen with.
@@ -79,6 +80,8 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
             LARGE * (n // len(LARGE)) + LARGE[: n % len(LARGE)],
             b"application/octet-stream",
         )
+    elif path == "/order":
+        await _reply(send, 200, body)
     elif path == "/chunked":
         parts = [b"chunk-%d;" % i * 50 for i in range(20)]
         await _reply(send, 200, b"", b"text/plain", more=parts)

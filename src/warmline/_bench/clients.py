@@ -1,0 +1,787 @@
+"""The clients that ``warmline bench`` compares, one small factory each.
+
+Every factory takes a :class:`Target` and returns one call per origin (a
+zero-argument function doing one request and returning ``(status, body)``)
+and a close function. The runner never imports a peer: its module is imported
+inside its factory, in the child process that measures it.
+
+Peers are configured as the anchors describe (``/work/shared/anchors``):
+pool size = concurrency, no proxies or environment, aiosonic without its
+recycling of connections every 1000 requests. "New connection per request"
+uses the lightest way each client has to open a fresh connection: a
+force-close or no-keep-alive option where there is one, otherwise a new
+client object (a new warmline pool with one connection, a new urllib3
+PoolManager, a new requests Session as ``requests.get()`` does).
+
+The raw floors are written here: a minimal ``asyncio.Protocol`` client and a
+blocking socket client that frame responses by Content-Length or chunked
+coding and do nothing else. No HTTP client can do less work per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import io
+import json
+import socket
+import ssl
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Literal, cast
+from urllib.parse import urlsplit
+
+__all__ = [
+    "CLIENTS",
+    "ORDER",
+    "AsyncCall",
+    "ClientInfo",
+    "SyncCall",
+    "Target",
+    "make_async",
+    "make_sync",
+    "missing_reason",
+    "parse_response",
+    "unknown_names",
+]
+
+Result = tuple[int, bytes]
+AsyncCall = Callable[[], Awaitable[Result]]
+SyncCall = Callable[[], Result]
+AsyncClose = Callable[[], Awaitable[None]]
+SyncClose = Callable[[], None]
+
+# The POST scenario's body: a small limit order, as an exchange API takes it.
+ORDER: dict[str, Any] = {
+    "symbol": "BTCUSDT",
+    "side": "BUY",
+    "type": "LIMIT",
+    "timeInForce": "GTC",
+    "quantity": "0.01000000",
+    "price": "97234.51",
+    "newClientOrderId": "warmline-bench-000001",
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """What one case asks of a client.
+
+    Attributes:
+        origins: ``scheme://host:port`` of each server (5 for the fan-out).
+        method: "GET" or "POST" (POST sends ORDER as JSON).
+        path: Request path, with the query if any.
+        conc: Connections per origin (the pool size).
+        fresh: A new connection for every request.
+        context: The SSLContext for https origins (trusts the bench's CA).
+        cafile: The same CA as a file, for clients that take a path.
+    """
+
+    origins: tuple[str, ...]
+    method: str
+    path: str
+    conc: int
+    fresh: bool
+    context: ssl.SSLContext | None = None
+    cafile: str | None = None
+
+    @property
+    def order(self) -> dict[str, Any] | None:
+        return ORDER if self.method == "POST" else None
+
+    def tls_for(self, origin: str) -> ssl.SSLContext | None:
+        return self.context if origin.startswith("https:") else None
+
+
+@dataclass(frozen=True)
+class ClientInfo:
+    """A client the bench knows: its name, kind, loops and what it needs."""
+
+    name: str
+    kind: Literal["async", "sync"]
+    module: str
+    config: str
+
+    @property
+    def loops(self) -> tuple[str, ...]:
+        return ("uvloop", "asyncio") if self.kind == "async" else ("sync",)
+
+
+CLIENTS: dict[str, ClientInfo] = {
+    c.name: c
+    for c in (
+        ClientInfo(
+            "warmline",
+            "async",
+            "warmline",
+            "ClientPool.connect(url, connections=conc), pool.get / pool.post;"
+            " new connection: a ClientPool(connections=1) per request",
+        ),
+        ClientInfo(
+            "warmline-threads",
+            "sync",
+            "warmline",
+            "AtomicClientPool.connect(url, connections=conc) shared by the threads;"
+            " new connection: an AtomicClientPool(connections=1) per request",
+        ),
+        ClientInfo(
+            "raw-proto",
+            "async",
+            "asyncio",
+            "the floor: asyncio.Protocol, conc connections in a free list, Content-Length"
+            " or chunked framing only; new connection: one per request, Connection: close",
+        ),
+        ClientInfo(
+            "raw-socket",
+            "sync",
+            "socket",
+            "the floor: blocking sockets in a free list, same framing;"
+            " new connection: one per request, Connection: close",
+        ),
+        ClientInfo(
+            "aiohttp",
+            "async",
+            "aiohttp",
+            "ClientSession(TCPConnector(limit=conc), trust_env=False), await r.read();"
+            " new connection: TCPConnector(force_close=True)",
+        ),
+        ClientInfo(
+            "aiosonic",
+            "async",
+            "aiosonic",
+            "HTTPClient(PoolConfig(size=conc, max_conn_requests=None));"
+            " new connection: a Connection: close header",
+        ),
+        ClientInfo(
+            "httpx",
+            "async",
+            "httpx",
+            "AsyncClient(limits=Limits(conc, conc), trust_env=False);"
+            " new connection: max_keepalive_connections=0",
+        ),
+        ClientInfo(
+            "urllib3",
+            "sync",
+            "urllib3",
+            "PoolManager(maxsize=conc, block=True), pm.request;"
+            " new connection: a new PoolManager per request",
+        ),
+        ClientInfo(
+            "requests",
+            "sync",
+            "requests",
+            "Session (trust_env=False) with HTTPAdapter(pool_maxsize=conc, pool_block=True);"
+            " new connection: a new Session per request, as requests.get() does",
+        ),
+        ClientInfo(
+            "pycurl",
+            "sync",
+            "pycurl",
+            "conc reused Curl handles in a free list, PROXY='';"
+            " new connection: FORBID_REUSE + FRESH_CONNECT",
+        ),
+        ClientInfo(
+            "httpx-sync",
+            "sync",
+            "httpx",
+            "httpx.Client(limits=Limits(conc, conc), trust_env=False);"
+            " new connection: max_keepalive_connections=0",
+        ),
+    )
+}
+
+
+def missing_reason(name: str, loop: str) -> str | None:
+    """Why ``name`` on ``loop`` cannot run here (not installed), or None.
+
+    Uses ``find_spec`` only: nothing is imported into the caller.
+    """
+    info = CLIENTS[name]
+    for module in (info.module, "uvloop" if loop == "uvloop" else None):
+        if module and importlib.util.find_spec(module) is None:
+            return f"{module} is not installed"
+    return None
+
+
+def _sender(obj: Any, target: Target, url: str, **extra: Any) -> Callable[[], Any]:
+    """``obj.get(url)`` or ``obj.post(url, json=ORDER)``, bound: the call a user writes.
+
+    Each client is called through its own verb method, as its users call it;
+    ``functools.partial`` adds the same few tens of ns to every client.
+    """
+    verb = getattr(obj, target.method.lower())
+    if target.order is None:
+        return partial(verb, url, **extra)
+    return partial(verb, url, json=target.order, **extra)
+
+
+# ------------------------------------------------------------------ raw floors
+def parse_response(buf: bytes | bytearray) -> tuple[int, bytes, int] | None:
+    """``(status, body, length)`` of the first complete response in ``buf``.
+
+    None while incomplete. Frames by Content-Length or chunked coding
+    (RFC 9112 section 6.3), and nothing more: the floors' only parser.
+    """
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    head = bytes(buf[:end]).lower()
+    start = end + 4
+    i = head.find(b"\r\ncontent-length:")
+    if i >= 0:
+        j = head.find(b"\r\n", i + 17)
+        total = start + int(head[i + 17 : j if j > 0 else None])
+        if len(buf) < total:
+            return None
+        return int(head[9:12]), bytes(buf[start:total]), total
+    return _parse_chunked(buf, int(head[9:12]), start)
+
+
+def _parse_chunked(buf: bytes | bytearray, status: int, pos: int) -> tuple[int, bytes, int] | None:
+    parts: list[bytes] = []
+    while True:
+        eol = buf.find(b"\r\n", pos)
+        if eol < 0:
+            return None
+        size = int(bytes(buf[pos:eol]).split(b";", 1)[0], 16)
+        if size == 0:
+            # Last chunk, no trailers expected from our servers: "0\r\n\r\n".
+            if len(buf) < eol + 4:
+                return None
+            return status, b"".join(parts), eol + 4
+        if len(buf) < eol + 4 + size:
+            return None
+        parts.append(bytes(buf[eol + 2 : eol + 2 + size]))
+        pos = eol + 4 + size
+
+
+def _raw_request(target: Target, origin: str, close: bool) -> Callable[[], bytes]:
+    """A function building the request bytes: pre-encoded for GET."""
+    host = urlsplit(origin).netloc.encode()
+    extra = b"Connection: close\r\n" if close else b""
+    line = b"%s %s HTTP/1.1\r\nHost: %s\r\n%s" % (
+        target.method.encode(),
+        target.path.encode(),
+        host,
+        extra,
+    )
+    order = target.order
+    if order is None:
+        data = line + b"\r\n"
+        return lambda: data
+    dumps = json.dumps
+
+    def build() -> bytes:
+        body = dumps(order, separators=(",", ":")).encode()
+        return b"%sContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
+            line,
+            len(body),
+            body,
+        )
+
+    return build
+
+
+def _host_port(origin: str) -> tuple[str, int]:
+    parts = urlsplit(origin)
+    return parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80)
+
+
+class _RawProtocol(asyncio.Protocol):
+    """One connection of the asyncio floor: a future per request, CL framing."""
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.need = -1
+        self.waiter: asyncio.Future[Result] | None = None
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        need = self.need
+        if need < 0:
+            need = self.need = _content_end(buf)
+        if need == -1 or 0 <= len(buf) < need:
+            return
+        parsed = parse_response(buf)
+        if parsed is None:
+            return
+        del buf[: parsed[2]]
+        self.need = -1
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result((parsed[0], parsed[1]))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc or ConnectionError("connection closed"))
+
+    def send(self, data: bytes) -> asyncio.Future[Result]:
+        self.waiter = waiter = asyncio.get_running_loop().create_future()
+        assert self.transport is not None
+        self.transport.write(data)
+        return waiter
+
+
+def _content_end(buf: bytearray) -> int:
+    """Total length of the first response, -1 if its head is incomplete, -2 if chunked."""
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        return -1
+    head = bytes(buf[:end]).lower()
+    i = head.find(b"\r\ncontent-length:")
+    if i < 0:
+        return -2
+    j = head.find(b"\r\n", i + 17)
+    return end + 4 + int(head[i + 17 : j if j > 0 else None])
+
+
+async def _raw_open(origin: str, target: Target) -> _RawProtocol:
+    host, port = _host_port(origin)
+    tls = target.tls_for(origin)
+    loop = asyncio.get_running_loop()
+    _, proto = await loop.create_connection(
+        _RawProtocol, host, port, ssl=tls, server_hostname=host if tls else None
+    )
+    return proto
+
+
+async def _raw_proto(target: Target) -> tuple[list[AsyncCall], AsyncClose]:
+    calls: list[AsyncCall] = []
+    opened: list[_RawProtocol] = []
+    for origin in target.origins:
+        build = _raw_request(target, origin, close=target.fresh)
+        if target.fresh:
+            calls.append(_raw_proto_fresh(origin, target, build))
+            continue
+        free = [await _raw_open(origin, target) for _ in range(target.conc)]
+        opened += free
+        calls.append(_raw_proto_pooled(free, build))
+
+    async def close() -> None:
+        for proto in opened:
+            if proto.transport is not None:
+                proto.transport.close()
+
+    return calls, close
+
+
+def _raw_proto_pooled(free: list[_RawProtocol], build: Callable[[], bytes]) -> AsyncCall:
+    async def call() -> Result:
+        # The whole "pool": a free list, never empty with conc workers.
+        proto = free.pop()
+        try:
+            return await proto.send(build())
+        finally:
+            free.append(proto)
+
+    return call
+
+
+def _raw_proto_fresh(origin: str, target: Target, build: Callable[[], bytes]) -> AsyncCall:
+    async def call() -> Result:
+        proto = await _raw_open(origin, target)
+        try:
+            return await proto.send(build())
+        finally:
+            if proto.transport is not None:
+                proto.transport.close()
+
+    return call
+
+
+def _raw_socket(target: Target) -> tuple[list[SyncCall], SyncClose]:
+    opened: list[socket.socket] = []
+
+    def connect(origin: str) -> socket.socket:
+        host, port = _host_port(origin)
+        sock = socket.create_connection((host, port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        tls = target.tls_for(origin)
+        if tls is not None:
+            sock = tls.wrap_socket(sock, server_hostname=host)
+        return sock
+
+    def bind(origin: str) -> SyncCall:
+        build = _raw_request(target, origin, close=target.fresh)
+        if target.fresh:
+
+            def fresh() -> Result:
+                with connect(origin) as sock:
+                    return _raw_exchange(sock, build())
+
+            return fresh
+        # The whole "pool": a free list. list.pop and list.append are atomic
+        # under the GIL, and with conc threads it holds conc sockets.
+        free = [connect(origin) for _ in range(target.conc)]
+        opened.extend(free)
+
+        def call() -> Result:
+            sock = free.pop()
+            try:
+                return _raw_exchange(sock, build())
+            finally:
+                free.append(sock)
+
+        return call
+
+    def close() -> None:
+        for sock in opened:
+            sock.close()
+
+    return [bind(o) for o in target.origins], close
+
+
+def _raw_exchange(sock: socket.socket, data: bytes) -> Result:
+    sock.sendall(data)
+    buf = bytearray()
+    need = -1
+    while True:
+        chunk = sock.recv(262144)
+        if not chunk:
+            raise ConnectionError("connection closed")
+        buf += chunk
+        if need < 0:
+            need = _content_end(buf)
+        if need == -1 or 0 <= len(buf) < need:
+            continue
+        parsed = parse_response(buf)
+        if parsed is not None:
+            return parsed[0], parsed[1]
+
+
+# ------------------------------------------------------------------- warmline
+async def _warmline(target: Target) -> tuple[list[AsyncCall], AsyncClose]:
+    import warmline
+
+    if target.fresh:
+
+        def fresh(origin: str) -> AsyncCall:
+            tls = target.tls_for(origin)
+
+            async def call() -> Result:
+                pool = await warmline.ClientPool.connect(origin, connections=1, tls=tls)
+                try:
+                    r = await _sender(pool, target, target.path)()
+                finally:
+                    await pool.close()
+                return r.status, r.content
+
+            return call
+
+        async def nothing() -> None:
+            return None
+
+        return [fresh(o) for o in target.origins], nothing
+
+    pools = [
+        await warmline.ClientPool.connect(o, connections=target.conc, tls=target.tls_for(o))
+        for o in target.origins
+    ]
+
+    def bind(pool: warmline.ClientPool) -> AsyncCall:
+        send = _sender(pool, target, target.path)
+
+        async def call() -> Result:
+            r = await send()
+            return r.status, r.content
+
+        return call
+
+    async def close() -> None:
+        for pool in pools:
+            await pool.close()
+
+    return [bind(p) for p in pools], close
+
+
+def _warmline_threads(target: Target) -> tuple[list[SyncCall], SyncClose]:
+    import warmline
+
+    if target.fresh:
+
+        def fresh(origin: str) -> SyncCall:
+            tls = target.tls_for(origin)
+
+            def call() -> Result:
+                pool = warmline.AtomicClientPool.connect(origin, connections=1, tls=tls)
+                try:
+                    r = _sender(pool, target, target.path)()
+                finally:
+                    pool.close()
+                return r.status, r.content
+
+            return call
+
+        return [fresh(o) for o in target.origins], lambda: None
+
+    pools = [
+        warmline.AtomicClientPool.connect(o, connections=target.conc, tls=target.tls_for(o))
+        for o in target.origins
+    ]
+
+    def bind(pool: warmline.AtomicClientPool) -> SyncCall:
+        send = _sender(pool, target, target.path)
+
+        def call() -> Result:
+            r = send()
+            return r.status, r.content
+
+        return call
+
+    def close() -> None:
+        for pool in pools:
+            pool.close()
+
+    return [bind(p) for p in pools], close
+
+
+# ---------------------------------------------------------------- async peers
+async def _aiohttp(target: Target) -> tuple[list[AsyncCall], AsyncClose]:
+    import aiohttp
+
+    n = len(target.origins)
+    connector = aiohttp.TCPConnector(
+        limit=target.conc * n,
+        limit_per_host=target.conc,
+        force_close=target.fresh,
+        ssl=target.context or True,
+    )
+    session = aiohttp.ClientSession(connector=connector, trust_env=False)
+
+    def bind(url: str) -> AsyncCall:
+        send = _sender(session, target, url)
+
+        async def call() -> Result:
+            async with send() as r:
+                return r.status, await r.read()
+
+        return call
+
+    return [bind(o + target.path) for o in target.origins], session.close
+
+
+async def _httpx(target: Target) -> tuple[list[AsyncCall], AsyncClose]:
+    import httpx
+
+    total = target.conc * len(target.origins)
+    limits = httpx.Limits(
+        max_connections=total, max_keepalive_connections=0 if target.fresh else total
+    )
+    client = httpx.AsyncClient(limits=limits, trust_env=False, verify=target.context or True)
+
+    def bind(url: str) -> AsyncCall:
+        send = _sender(client, target, url)
+
+        async def call() -> Result:
+            r = await send()
+            return r.status_code, r.content
+
+        return call
+
+    return [bind(o + target.path) for o in target.origins], client.aclose
+
+
+async def _aiosonic(target: Target) -> tuple[list[AsyncCall], AsyncClose]:
+    import aiosonic
+    from aiosonic.pools import PoolConfig
+
+    # max_conn_requests=None: by default a connection is recycled every 1000
+    # requests, which would land in the p99.9 of every long run. aiosonic keys
+    # its pools by scheme://hostname (not port): one pool serves all origins.
+    config = PoolConfig(size=target.conc * len(target.origins), max_conn_requests=None)
+    client = aiosonic.HTTPClient(aiosonic.TCPConnector(pool_configs={":default": config}))
+    headers = {"Connection": "close"} if target.fresh else None
+
+    def bind(origin: str) -> AsyncCall:
+        url, tls = origin + target.path, target.tls_for(origin)
+        send = _sender(client, target, url, headers=headers, ssl=tls)
+
+        async def call() -> Result:
+            r = await send()
+            return r.status_code, await r.content()
+
+        return call
+
+    return [bind(o) for o in target.origins], client.aclose
+
+
+# ----------------------------------------------------------------- sync peers
+def _urllib3(target: Target) -> tuple[list[SyncCall], SyncClose]:
+    import urllib3
+
+    method, order, ctx = target.method, target.order, target.context
+    if target.fresh:
+
+        def fresh(url: str) -> SyncCall:
+            def call() -> Result:
+                with urllib3.PoolManager(ssl_context=ctx) as pm:
+                    r = pm.request(method, url, json=order)
+                    return r.status, r.data
+
+            return call
+
+        return [fresh(o + target.path) for o in target.origins], lambda: None
+    pm = urllib3.PoolManager(maxsize=target.conc, block=True, ssl_context=ctx)
+
+    def bind(url: str) -> SyncCall:
+        # urllib3 has no verb methods: request(method, url) is its idiom.
+        send = partial(pm.request, method, url)
+        if order is not None:
+            send = partial(pm.request, method, url, json=order)
+
+        def call() -> Result:
+            r = send()
+            return r.status, r.data
+
+        return call
+
+    return [bind(o + target.path) for o in target.origins], pm.clear
+
+
+def _requests(target: Target) -> tuple[list[SyncCall], SyncClose]:
+    import requests
+    import requests.adapters
+
+    def session() -> requests.Session:
+        s = requests.Session()
+        s.trust_env = False
+        if target.cafile:
+            s.verify = target.cafile
+        for prefix in ("http://", "https://"):
+            adapter = requests.adapters.HTTPAdapter(
+                pool_connections=len(target.origins), pool_maxsize=target.conc, pool_block=True
+            )
+            s.mount(prefix, adapter)
+        return s
+
+    if target.fresh:
+        # What requests.get() does: a throwaway Session per call.
+        def fresh(url: str) -> SyncCall:
+            def call() -> Result:
+                with session() as s:
+                    r = _sender(s, target, url)()
+                    return r.status_code, r.content
+
+            return call
+
+        return [fresh(o + target.path) for o in target.origins], lambda: None
+    shared = session()
+
+    def bind(url: str) -> SyncCall:
+        send = _sender(shared, target, url)
+
+        def call() -> Result:
+            r = send()
+            return r.status_code, r.content
+
+        return call
+
+    return [bind(o + target.path) for o in target.origins], shared.close
+
+
+def _pycurl(target: Target) -> tuple[list[SyncCall], SyncClose]:
+    import pycurl
+
+    handles: list[Any] = []
+    order, dumps = target.order, json.dumps
+
+    def handle(url: str) -> Any:
+        c = pycurl.Curl()
+        c.setopt(pycurl.URL, url)
+        c.setopt(pycurl.PROXY, "")  # never a proxy from the environment
+        c.setopt(pycurl.NOSIGNAL, 1)  # required when handles are used from threads
+        if target.cafile:
+            c.setopt(pycurl.CAINFO, target.cafile)
+        if target.fresh:
+            c.setopt(pycurl.FORBID_REUSE, 1)
+            c.setopt(pycurl.FRESH_CONNECT, 1)
+        if order is not None:
+            c.setopt(pycurl.HTTPHEADER, ["Content-Type: application/json"])
+        handles.append(c)
+        return c
+
+    def bind(url: str) -> SyncCall:
+        # A Curl handle keeps its connection alive between perform() calls
+        # but serves one thread at a time: a free list of conc handles.
+        free = [handle(url) for _ in range(target.conc)]
+
+        def call() -> Result:
+            c = free.pop()
+            try:
+                buf = io.BytesIO()
+                c.setopt(pycurl.WRITEDATA, buf)
+                if order is not None:
+                    c.setopt(pycurl.POSTFIELDS, dumps(order, separators=(",", ":")))
+                c.perform()
+                return c.getinfo(pycurl.RESPONSE_CODE), buf.getvalue()
+            finally:
+                free.append(c)
+
+        return call
+
+    def close() -> None:
+        for c in handles:
+            c.close()
+
+    return [bind(o + target.path) for o in target.origins], close
+
+
+def _httpx_sync(target: Target) -> tuple[list[SyncCall], SyncClose]:
+    import httpx
+
+    total = target.conc * len(target.origins)
+    limits = httpx.Limits(
+        max_connections=total, max_keepalive_connections=0 if target.fresh else total
+    )
+    client = httpx.Client(limits=limits, trust_env=False, verify=target.context or True)
+
+    def bind(url: str) -> SyncCall:
+        send = _sender(client, target, url)
+
+        def call() -> Result:
+            r = send()
+            return r.status_code, r.content
+
+        return call
+
+    return [bind(o + target.path) for o in target.origins], client.close
+
+
+_ASYNC: dict[str, Callable[[Target], Awaitable[tuple[list[AsyncCall], AsyncClose]]]] = {
+    "warmline": _warmline,
+    "raw-proto": _raw_proto,
+    "aiohttp": _aiohttp,
+    "aiosonic": _aiosonic,
+    "httpx": _httpx,
+}
+_SYNC: dict[str, Callable[[Target], tuple[list[SyncCall], SyncClose]]] = {
+    "warmline-threads": _warmline_threads,
+    "raw-socket": _raw_socket,
+    "urllib3": _urllib3,
+    "requests": _requests,
+    "pycurl": _pycurl,
+    "httpx-sync": _httpx_sync,
+}
+
+
+async def make_async(name: str, target: Target) -> tuple[list[AsyncCall], AsyncClose]:
+    """Build async client ``name`` for ``target``: one call per origin, and close."""
+    return await _ASYNC[name](target)
+
+
+def make_sync(name: str, target: Target) -> tuple[list[SyncCall], SyncClose]:
+    """Build blocking client ``name`` for ``target``: one call per origin, and close."""
+    return _SYNC[name](target)
+
+
+def unknown_names(names: Sequence[str]) -> list[str]:
+    """The names in ``names`` that are not clients (for a clear error)."""
+    return [n for n in names if n not in CLIENTS]

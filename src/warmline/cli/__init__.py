@@ -1,0 +1,248 @@
+"""The ``warmline`` command: ``warmline bench`` (later ``warmline load``).
+
+``main(argv)`` returns the exit code: 0 when the run produced figures, 1 when
+no case produced any, 2 for a usage error or a problem the user can fix (bad
+URL, unreachable server, port in use, unknown client), one line and no
+traceback; 130 / 143 when interrupted by SIGINT / SIGTERM, after the server
+was stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+class _Interrupted(BaseException):
+    """SIGINT or SIGTERM: unwinds through every finally, then exit 128 + signum."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _parser() -> _Parser:
+    from warmline._bench.clients import CLIENTS
+    from warmline._bench.runner import SCENARIO_KEYS
+
+    parser = _Parser(prog="warmline", description="Warm HTTP/1.1 connection pools.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    bench = sub.add_parser(
+        "bench",
+        help="benchmark warmline against its peers on a loopback server",
+        description=(
+            "Start a loopback server (nginx when installed, else granian), run every "
+            "installed client on it in fresh processes, and report client CPU per request, "
+            "requests/s and latency percentiles, with ratios to warmline."
+        ),
+    )
+    bench.add_argument("--quick", action="store_true", help="a short run (under a minute)")
+    bench.add_argument("--url", help="benchmark this server instead (GET of its path)")
+    bench.add_argument("--clients", help=f"comma-separated, default all: {','.join(CLIENTS)}")
+    bench.add_argument("--concurrency", help="keep-alive GET concurrencies (default 1,16,64)")
+    bench.add_argument("--requests", type=int, help="timed requests per case (a time cap applies)")
+    bench.add_argument("--tls", action="store_true", help="run every scenario over TLS")
+    bench.add_argument("--out", type=Path, default=Path("bench-results"), help="report directory")
+    bench.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    bench.add_argument("--rounds", type=int, help="rounds to take the median of (default 3)")
+    bench.add_argument("--port", type=int, help="main port of the embedded server")
+    bench.add_argument("--scenarios", help=f"comma-separated subset of: {','.join(SCENARIO_KEYS)}")
+    bench.add_argument("--no-micro", action="store_true", help="skip the micro-benchmarks")
+    return parser
+
+
+def _split(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _check_url(url: str) -> str | None:
+    """Why ``url`` is not a usable server URL, or None."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return f"bad --url {url!r}: {exc}"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"bad --url {url!r}: expected http://host[:port][/path] or https://..."
+    if port == 0:
+        return f"bad --url {url!r}: port 0"
+    return None
+
+
+def _options(args: argparse.Namespace) -> Any:
+    """The runner's Options, or a one-line error string."""
+    from warmline._bench.clients import CLIENTS
+    from warmline._bench.runner import SCENARIO_KEYS, Options
+
+    clients = _split(args.clients)
+    if clients == ["all"]:
+        clients = None
+    unknown = [c for c in clients or [] if c not in CLIENTS]
+    if unknown:
+        return f"unknown client {', '.join(unknown)}; known: {', '.join(CLIENTS)}"
+    scenarios = _split(args.scenarios)
+    bad = [s for s in scenarios or [] if s not in SCENARIO_KEYS]
+    if bad:
+        return f"unknown scenario {', '.join(bad)}; known: {', '.join(SCENARIO_KEYS)}"
+    try:
+        concurrency = [int(c) for c in _split(args.concurrency) or []] or None
+    except ValueError:
+        return f"--concurrency takes integers, like 1,16,64 (got {args.concurrency!r})"
+    if concurrency and not all(1 <= c <= 1024 for c in concurrency):
+        return "--concurrency values must be between 1 and 1024"
+    if args.requests is not None and args.requests < 1:
+        return "--requests must be at least 1"
+    if args.rounds is not None and not 1 <= args.rounds <= 100:
+        return "--rounds must be between 1 and 100"
+    if args.url is not None:
+        problem = _check_url(args.url)
+        if problem:
+            return problem
+        if args.port is not None:
+            return "--port is for the embedded server; it makes no sense with --url"
+        if args.tls and not args.url.startswith("https:"):
+            return "--tls with --url: give an https:// URL"
+    if args.port is not None and not 1 <= args.port <= 65535:
+        return f"--port must be between 1 and 65535 (got {args.port})"
+    return Options(
+        quick=args.quick,
+        url=args.url,
+        clients=clients,
+        concurrency=concurrency,
+        requests=args.requests,
+        tls=args.tls,
+        out=args.out,
+        rounds=args.rounds,
+        port=args.port,
+        scenarios=scenarios,
+        micro=not args.no_micro,
+    )
+
+
+@contextmanager
+def _signals_raise() -> Iterator[None]:
+    """SIGINT and SIGTERM raise _Interrupted, so every finally (server stop) runs."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise _Interrupted(signum)
+
+    saved = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            saved[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread: leave the handlers alone
+        pass
+    try:
+        yield
+    finally:
+        for sig, old in saved.items():
+            signal.signal(sig, old)
+
+
+class _RichProgress:
+    """The runner's progress as a rich bar on stderr; notes and errors as lines."""
+
+    def __init__(self, console: Any) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        self.console = console
+        self.bar = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+            refresh_per_second=4,
+        )
+        self.task = self.bar.add_task("starting", total=None)
+
+    def __enter__(self) -> _RichProgress:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.stop()
+
+    def start(self, total: int) -> None:
+        self.bar.update(self.task, total=total, completed=0)
+
+    def step(self, label: str, line: dict[str, Any]) -> None:
+        if line.get("error") or line.get("unavailable"):
+            self.console.print(f"{label}: [red]{line.get('error') or line.get('unavailable')}[/]")
+            text = "error"
+        elif "cpu_us_per_req" in line:
+            text = f"{line['rps']:,.0f} req/s, {line['cpu_us_per_req']:.1f} µs CPU/req"
+        else:
+            text = "done"
+        self.bar.update(self.task, advance=1, description=f"{label}: {text}")
+
+    def note(self, text: str) -> None:
+        self.console.print(text)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from warmline._bench import report as reports
+    from warmline._bench.runner import BenchError, run
+
+    options = _options(args)
+    if isinstance(options, str):
+        print(f"warmline bench: error: {options}", file=sys.stderr)
+        return 2
+    err = Console(stderr=True)
+    try:
+        with _signals_raise(), _RichProgress(err) as progress:
+            result = run(options, progress)
+    except BenchError as exc:
+        print(f"warmline bench: error: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:  # the embedded server failed to start
+        message = str(exc).strip().splitlines()
+        print(f"warmline bench: error: {message[0] if message else exc}", file=sys.stderr)
+        return 2
+    except (_Interrupted, KeyboardInterrupt) as exc:
+        signum = exc.signum if isinstance(exc, _Interrupted) else signal.SIGINT
+        print("warmline bench: interrupted; the server was stopped", file=sys.stderr)
+        return 128 + int(signum)
+    paths, problems = reports.write_all(result, options.out)
+    if args.json:
+        print(json.dumps(result, default=str))
+    else:
+        out = Console()
+        # Not a terminal (a pipe, a file): wide enough for the tables anyway.
+        reports.print_terminal(result, out if out.is_terminal else Console(width=160))
+    for problem in problems:
+        err.print(problem)
+    err.print(f"{result['duration_s']:.0f} s; wrote " + ", ".join(str(p) for p in paths))
+    return 0 if any(r.get("cpu_us_per_req") for r in result["rows"]) else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``warmline`` command line; return the exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "bench":
+        return _bench(args)
+    parser.print_help(sys.stderr)
+    return 2

@@ -1,0 +1,241 @@
+"""`warmline bench` reports: the figures, the files, and one quick run end to end.
+
+Nothing here says which client is faster: only that the figures are there,
+positive and consistent with each other.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from warmline._bench import report as reports
+from warmline._bench.child import percentile
+from warmline._bench.clients import parse_response
+from warmline._bench.runner import SCENARIO_KEYS, summarise
+
+
+# ------------------------------------------------------------------ pure parts
+def test_percentile_is_nearest_rank() -> None:
+    ns = [i * 1000 for i in range(1, 101)]  # 1..100 µs
+    assert percentile(ns, 0.5) == 50.0
+    assert percentile(ns, 0.99) == 99.0
+    assert percentile(ns, 0.999) == 100.0
+    assert percentile([7000], 0.999) == 7.0
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+        b"HTTP/1.1 200 OK\r\ncontent-length:5\r\nX: y\r\n\r\nhello",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"2\r\nhe\r\n3;x=1\r\nllo\r\n0\r\n\r\n",
+    ],
+)
+def test_floor_parser_frames_any_split(raw: bytes) -> None:
+    # The raw floors' parser: None until the whole response is there.
+    for cut in range(len(raw)):
+        assert parse_response(raw[:cut]) is None
+    assert parse_response(raw + b"HTTP/1.1") == (200, b"hello", len(raw))
+
+
+def run(**kw: Any) -> dict[str, Any]:
+    base = {"requests": 100, "errors": 0, "wall_s": 0.01, "rps": 10000.0, "cpu_us_per_req": 20.0}
+    return {**base, **kw}
+
+
+def test_summarise_takes_medians_and_keeps_errors() -> None:
+    s = summarise(
+        [run(cpu_us_per_req=10.0), run(cpu_us_per_req=30.0), run(cpu_us_per_req=20.0, errors=2)]
+    )
+    assert s["cpu_us_per_req"] == 20.0
+    assert s["rounds"] == s["rounds_ok"] == 3
+    assert s["errors"] == 2 and s["error"] is None
+    assert s["cpu_spread"] == pytest.approx(1.0)
+
+
+def test_summarise_of_failed_rounds() -> None:
+    s = summarise(
+        [{"id": "x", "error": "child exited (rc 3)"}, run(errors=100, first_error="boom")]
+    )
+    assert s["rounds_ok"] == 0 and s["cpu_us_per_req"] is None
+    assert s["error"] == "child exited (rc 3)"
+    assert s["problems"] == ["boom", "child exited (rc 3)"]
+
+
+def fake_report() -> dict[str, Any]:
+    def row(client: str, loop: str, scenario: str, conc: int, **kw: Any) -> dict[str, Any]:
+        base = {
+            "client": client,
+            "loop": loop,
+            "scenario": scenario,
+            "conc": conc,
+            "rps": 1000.0,
+            "cpu_us_per_req": 50.0,
+            "cpu_ratio": 1.0,
+            "p50_us": 40.0,
+            "p99_us": 90.0,
+            "p999_us": 120.0,
+            "errors": 0,
+            "error": None,
+            "problems": [],
+        }
+        return {**base, **kw}
+
+    return {
+        "started": "2026-11-21T00:00:00Z",
+        "duration_s": 12.0,
+        "options": {"rounds": 3, "quick": False},
+        "server": {"name": "nginx", "version": "1.22.1", "urls": ["http://127.0.0.1:1"]},
+        "scenarios": [
+            {"key": "get", "title": "GET", "tls": False, "fanout": False},
+            {"key": "post", "title": "POST", "tls": False, "fanout": False},
+        ],
+        "rows": [
+            row("warmline", "uvloop", "get", 1),
+            row("aiohttp", "uvloop", "get", 1, cpu_ratio=2.5, cpu_us_per_req=125.0),
+            row("warmline", "uvloop", "get", 16),
+            row("warmline", "uvloop", "post", 1),
+            row("httpx", "uvloop", "post", 1, error="boom", rps=None, problems=["boom"]),
+        ],
+        "missing": [{"client": "pycurl", "loop": "sync", "reason": "pycurl is not installed"}],
+        "micro": [
+            {"module": "objpool", "rows": [{"name": "take/put", "ns_per_op": 41.5, "ratio": 0.5}]},
+            {"module": "http11_parse", "unavailable": "ModuleNotFoundError: nope"},
+        ],
+        "clients": {"warmline": "ClientPool"},
+        "notes": ["server pinned to CPU 1, clients to CPU 0"],
+        "versions": {"python": "3.11"},
+    }
+
+
+def test_markdown_is_well_formed(tmp_path: Path) -> None:
+    path = tmp_path / "r.md"
+    reports.write_markdown(fake_report(), path)
+    text = path.read_text()
+    tables: list[list[str]] = []
+    for line in text.splitlines():
+        if line.startswith("|"):
+            if not tables or not tables[-1]:
+                tables.append([])
+            tables[-1].append(line)
+        elif tables and tables[-1]:
+            tables.append([])
+    tables = [t for t in tables if t]
+    assert len(tables) == 3  # get, post, micro objpool
+    for table in tables:
+        widths = {line.count("|") - line.count("\\|") for line in table}
+        assert len(widths) == 1, table
+    get_table = tables[0]
+    assert len(get_table) == 2 + 3  # header, alignment, one line per row
+    assert "| aiohttp | uvloop | 1 | 1,000 | 125.0 | 2.50x |" in get_table[3]
+    assert "pycurl (sync): pycurl is not installed" in text
+    assert "http11_parse: micro-benchmarks not available" in text
+    assert "httpx uvloop: boom (in post)" in text
+
+
+def test_micro_rows_print_generically() -> None:
+    headers, cells = reports.micro_table(
+        {"rows": [{"name": "a", "ns": 1.5}, {"name": "b", "x_ratio": 250.0}]}
+    )
+    assert headers == ["name", "ns", "x_ratio"]
+    assert cells == [["a", "1.50", ""], ["b", "", "250"]]
+
+
+def test_terminal_output(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    console = Console(record=True, width=200)
+    reports.print_terminal(fake_report(), console)
+    text = console.export_text()
+    assert "aiohttp" in text and "2.50x" in text
+    assert "micro-benchmarks not available" in text
+
+
+# ------------------------------------------------------------------ end to end
+ASYNC_LOOPS = ("uvloop", "asyncio")
+REQUESTS = 200
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("bench")
+    cmd = [
+        sys.executable,
+        "-m",
+        "warmline.cli",
+        "bench",
+        "--quick",
+        "--clients",
+        "warmline,raw-proto",
+        "--requests",
+        str(REQUESTS),
+        "--json",
+        "--out",
+        str(out),
+    ]
+    p = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=110)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return out, json.loads(p.stdout)
+
+
+@pytest.mark.timeout(120)
+def test_quick_run_has_one_row_per_client_and_case(quick_run: tuple[Path, dict[str, Any]]) -> None:
+    out, data = quick_run
+    assert data == json.loads((out / "bench-report.json").read_text())
+    keys = [(r["client"], r["loop"], r["scenario"], r["conc"]) for r in data["rows"]]
+    assert len(keys) == len(set(keys))
+    expected = {
+        (client, loop, scenario, conc)
+        for client in ("warmline", "raw-proto")
+        for loop in ASYNC_LOOPS
+        for scenario in SCENARIO_KEYS
+        for conc in ((1, 16, 64) if scenario == "get" else (1,))
+    }
+    assert set(keys) == expected
+
+
+@pytest.mark.timeout(120)
+def test_quick_run_figures_are_positive_and_consistent(
+    quick_run: tuple[Path, dict[str, Any]],
+) -> None:
+    _, data = quick_run
+    for row in data["rows"]:
+        name = f"{row['client']} {row['loop']} {row['scenario']} c={row['conc']}"
+        assert row["error"] is None, (name, row["problems"])
+        assert row["errors"] == 0, (name, row["problems"])
+        assert row["rounds"] == row["rounds_ok"] == 1
+        for key in ("rps", "cpu_us_per_req", "wall_s", "p50_us", "client_busy"):
+            assert row[key] > 0, (name, key)
+        assert row["p50_us"] <= row["p99_us"] <= row["p999_us"]
+        assert row["server_busy"] is not None and row["server_busy"] >= 0
+        (one,) = row["runs"]
+        assert 0 < one["requests"] <= REQUESTS
+        assert one["rps"] * one["wall_s"] == pytest.approx(one["requests"], rel=1e-6)
+        assert one["cpu_us_per_req"] * one["requests"] == pytest.approx(1e6 * one["cpu_s"])
+        assert one["samples"] == one["ops"]
+        if row["scenario"] == "fanout":
+            assert one["requests"] == 5 * one["ops"]
+        if row["client"] == "warmline":
+            assert row["cpu_ratio"] == pytest.approx(1.0)
+        else:
+            assert row["ratio_to"] == f"warmline {row['loop']}" and row["cpu_ratio"] > 0
+
+
+@pytest.mark.timeout(120)
+def test_quick_run_files(quick_run: tuple[Path, dict[str, Any]]) -> None:
+    out, data = quick_run
+    md = (out / "bench-report.md").read_text()
+    for scenario in data["scenarios"]:
+        assert f"## {scenario['title']}" in md
+    rows_in_md = [line for line in md.splitlines() if line.startswith("| warmline |")]
+    assert len(rows_in_md) == sum(r["client"] == "warmline" for r in data["rows"])
+    assert (out / "bench-report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert data["server"]["pids"]
+    assert len(data["micro"]) == 3

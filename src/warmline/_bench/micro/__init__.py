@@ -1,0 +1,1 @@
+"""Micro-benchmarks printed by `warmline bench`: object pools, request building, parsing."""

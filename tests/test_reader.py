@@ -524,8 +524,13 @@ def run(
 
 
 def splits(raw: bytes) -> Iterator[tuple[str, list[bytes]]]:
-    """The ways a case is fed: whole, byte by byte, and in two pieces for short cases."""
+    """The ways a case is fed: whole, byte by byte, and in two pieces for short cases.
+
+    Whole twice: the second time, a valid head is memoised and takes the
+    reader's one-step fast path, which must agree with the general one.
+    """
     yield "whole", [raw]
+    yield "whole again (memoised head)", [raw]
     yield "bytewise", [raw[i : i + 1] for i in range(len(raw))]
     if len(raw) <= 400:
         for cut in range(1, len(raw)):
@@ -912,6 +917,7 @@ def test_internal_errors_become_protocol_errors(monkeypatch: pytest.MonkeyPatch)
         raise IndexError("internal")
 
     monkeypatch.setattr(_reader, "_content_length", boom)
+    monkeypatch.setattr(_reader, "_HEADS", {})  # analyse the head anew
     reader = ResponseReader()
     reader.start()
     with pytest.raises(ProtocolError) as info:
@@ -934,3 +940,33 @@ def test_error_messages_name_the_problem() -> None:
         reader.start()
         with pytest.raises(ProtocolError, match=message):
             reader.feed(raw)
+
+
+def test_repeated_head_with_bodyless_status_keeps_extra_bytes_out_of_the_body() -> None:
+    # The second time round the head is memoised (the fast path); a 304's
+    # Content-Length must still not frame a body, whatever follows it.
+    raw = b"HTTP/1.1 304 Not Modified\r\nContent-Length: 4\r\n\r\n"
+    for _ in range(2):
+        reader = ResponseReader()
+        reader.start("GET")
+        response = reader.feed(raw + b"evil")
+        assert response is not None
+        assert response.status == 304
+        assert response.content == b""
+        assert reader.leftover == b"evil"
+        assert not reader.keep_alive
+
+
+def test_repeated_head_answering_head_has_no_body() -> None:
+    raw = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n"
+    for method in ("GET", "HEAD", "GET", "HEAD"):
+        reader = ResponseReader()
+        reader.start(method)
+        response = reader.feed(raw + b"body")
+        assert response is not None
+        if method == "HEAD":
+            assert response.content == b""
+            assert reader.leftover == b"body"
+        else:
+            assert response.content == b"body"
+            assert reader.keep_alive

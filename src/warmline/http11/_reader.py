@@ -116,6 +116,10 @@ DEFAULT_MAX_HEADERS = 100
 # Raise it per pool for bulk downloads.
 DEFAULT_MAX_BODY_SIZE = 64 * 1024 * 1024
 
+# No head that fits in the head-size limit of any sane configuration has more
+# fields than this; the per-reader limit (max_headers) is compared separately.
+_HARD_MAX_FIELDS = 1 << 20
+
 # A chunk-size line with its extensions. Extensions are essentially unused;
 # 4 KiB is generous (h11 bounds it by its 16 KiB event limit).
 MAX_CHUNK_LINE_SIZE = 4096
@@ -136,6 +140,9 @@ _ERROR = 9  # something went wrong; only reset() leaves this state
 # RFC 9110 §5.6.2: token = 1*tchar.
 _TCHAR = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _HEXDIG = b"0123456789abcdefABCDEF"
+
+# Responses that never have a body, whatever their headers say (RFC 9112 §6.3).
+_NO_BODY_STATUSES = (204, 304)
 
 # Only these exact version bytes are accepted (see module docstring).
 _HTTP11 = b"HTTP/1.1 "
@@ -170,7 +177,7 @@ _TRANSFER_ENCODING = b"\ntransfer-encoding:"
 _CONNECTION = b"\nconnection:"
 
 
-def _check_head(head: bytes, max_fields: int) -> None:
+def _check_head(head: bytes, max_fields: int) -> int:
     """Validate the field lines of a head with a few C-speed scans of all of it.
 
     Args:
@@ -191,6 +198,7 @@ def _check_head(head: bytes, max_fields: int) -> None:
         raise ProtocolError("empty header field name (RFC 9112 §5.1)")
     if fields > max_fields:
         raise ResponseTooLarge(f"more than {max_fields} header fields")
+    return fields
 
 
 def _describe_bad_head(head: bytes) -> str:
@@ -365,6 +373,50 @@ def _check_status_prefix(prefix: bytes | bytearray) -> None:
         raise ProtocolError(f"not an HTTP/1.x response: {start!r}")
 
 
+# What a head says, as (status, http_version, reason, Content-Length or -1,
+# chunked, keep-alive, field count): a pure function of the head's bytes.
+_HeadInfo = tuple[int, str, str, int, bool, bool, int]
+
+# Heads already analysed -> their _HeadInfo. Bounded in entries and head size
+# so that a server sending ever-new heads cannot grow it (it is then simply
+# cleared); shared by all readers and threads (dict get/set are atomic, and an
+# entry is immutable).
+_HEADS: dict[bytes, _HeadInfo] = {}
+_HEADS_MAX_ENTRIES = 128
+_HEADS_MAX_LENGTH = 1024
+
+
+def _analyse_head(head: bytes) -> _HeadInfo:
+    """Validate a response head and extract what framing needs (see module docstring).
+
+    Args:
+        head: The status line and field lines, each ending in CRLF.
+    """
+    # The field-count limit is the reader's: validate against the hard cap
+    # here, the reader compares the count with its own limit.
+    fields = _check_head(head, _HARD_MAX_FIELDS)
+    line = head[: head.find(b"\r")]
+    status, http_version, reason = _STATUS_LINES.get(line) or _parse_status_line(line)
+    http11 = http_version == "1.1"
+    lower = head.lower()
+    at = lower.find(_CONNECTION)
+    keep_alive = http11 if at < 0 else _keep_alive(lower, at, http11)
+    at = lower.find(_CONTENT_LENGTH)
+    length = -1 if at < 0 else _content_length(lower, at)
+    at = lower.find(_TRANSFER_ENCODING)
+    chunked = at >= 0
+    if chunked:
+        if length >= 0:
+            raise ProtocolError("both Transfer-Encoding and Content-Length (RFC 9112 §6.3)")
+        _check_chunked(_field_value(lower, _TRANSFER_ENCODING, at))
+    info = (status, http_version, reason, length, chunked, keep_alive, fields)
+    if len(head) <= _HEADS_MAX_LENGTH:
+        if len(_HEADS) >= _HEADS_MAX_ENTRIES:
+            _HEADS.clear()
+        _HEADS[head] = info
+    return info
+
+
 class ResponseReader:
     """Parse the responses of one HTTP/1.1 connection, one request at a time.
 
@@ -514,6 +566,26 @@ class ResponseReader:
             if self._state == _HEAD and data and not self._buf and type(data) is bytes:
                 # The common case: the start of a response, usually all of it.
                 self.received_any = True
+                end = data.find(b"\r\n\r\n", 0, self._max_head_size)
+                head = data[: end + 2] if end > 0 else b""
+                info = _HEADS.get(head)
+                if info is not None:
+                    # A head seen before, and (checked below) a Content-Length
+                    # body that is exactly the rest of the data: the whole
+                    # response in one step. Anything else takes the general path.
+                    status, http_version, reason, length, _, keep_alive, fields = info
+                    if (
+                        len(data) == end + 4 + length
+                        and status >= 200
+                        and status not in _NO_BODY_STATUSES
+                        and not self._head_only
+                        and not self._connect
+                        and fields <= self._max_headers
+                        and length <= self._max_body_size
+                    ):
+                        self._state = _DONE
+                        self.keep_alive = keep_alive
+                        return Response(status, reason, http_version, head, data[end + 4 :])
                 return self._run(data)
             return self._feed_slow(data)
         except WarmlineError:
@@ -697,8 +769,10 @@ class ResponseReader:
     def _parse_head(self, data: bytes, pos: int) -> int:
         """Parse the head at ``data[pos:]``; return where the body starts, or -1 to wait.
 
-        This is the hot path: a handful of C-level scans of the whole head, no
-        per-field Python work, no decoding (the fields are split when read).
+        This is the hot path. A server repeats the same head bytes (nginx
+        changes only its Date field, once a second), so the analysis of a head,
+        a pure function of its bytes, is memoised: a repeat costs one slice and
+        one dict lookup instead of a dozen C calls.
         """
         limit = self._max_head_size
         end = data.find(b"\r\n\r\n", pos, pos + limit)
@@ -706,33 +780,25 @@ class ResponseReader:
             self._wait(data, pos, b"\r\n\r\n", 0, limit)
             return -1
         head = data[pos : end + 2]  # the status line and fields, each ending in CRLF
-        _check_head(head, self._max_headers)
-        line = head[: head.find(b"\r")]
-        status_line = _STATUS_LINES.get(line)
-        status, http_version, reason = status_line or _parse_status_line(line)
+        info = _HEADS.get(head)
+        if info is None:
+            info = _analyse_head(head)
+        status, http_version, reason, length, chunked, keep_alive, fields = info
+        if fields > self._max_headers:
+            raise ResponseTooLarge(f"more than {self._max_headers} header fields")
         if status < 200:
             if status == 101:
                 raise ProtocolError("101 Switching Protocols, but no upgrade was requested")
             return end + 4  # an interim response (RFC 9110 §15.2): read the next head
         self._response = Response(status, reason, http_version, head)
-        http11 = http_version == "1.1"
-        lower = head.lower()
-        at = lower.find(_CONNECTION)
-        self._next_keep_alive = http11 if at < 0 else _keep_alive(lower, at, http11)
-        at = lower.find(_CONTENT_LENGTH)
-        length = -1 if at < 0 else _content_length(lower, at)
-        at = lower.find(_TRANSFER_ENCODING)
-        if at >= 0:
-            if length >= 0:
-                raise ProtocolError("both Transfer-Encoding and Content-Length (RFC 9112 §6.3)")
-            _check_chunked(_field_value(lower, _TRANSFER_ENCODING, at))
+        self._next_keep_alive = keep_alive
         # Message body length, RFC 9112 §6.3, in its order.
-        if self._head_only or status in {204, 304}:
+        if self._head_only or status in _NO_BODY_STATUSES:
             length = 0
         elif self._connect and status < 300:
             raise ProtocolError("2xx response to CONNECT: tunnels are not supported")
-        elif at >= 0:
-            return self._start_chunked(http11, end)
+        elif chunked:
+            return self._start_chunked(http_version == "1.1", end)
         elif length < 0:
             self._state = _UNTIL_CLOSE
             self._next_keep_alive = False

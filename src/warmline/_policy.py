@@ -9,15 +9,47 @@ none of it.
 from __future__ import annotations
 
 import dataclasses
+import enum
+import logging
 import math
 import random
+import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from warmline.errors import InvalidRequest
 
-__all__ = ["IDEMPOTENT_METHODS", "Backoff", "Origin", "PoolStats", "StatsCounters"]
+__all__ = [
+    "DEFAULT",
+    "IDEMPOTENT_METHODS",
+    "Backoff",
+    "Default",
+    "FailureLog",
+    "Origin",
+    "PoolStats",
+    "StatsCounters",
+    "TimeoutArg",
+]
+
+log = logging.getLogger("warmline")
+
+
+class Default(enum.Enum):
+    """Sentinel for "use the pool's setting" (None already means "none").
+
+    An enum member, so that ``x is DEFAULT`` is an identity test (no call on
+    the hot path) that mypy also narrows.
+    """
+
+    DEFAULT = 0
+
+    def __repr__(self) -> str:
+        return "<pool default>"
+
+
+DEFAULT = Default.DEFAULT
+TimeoutArg = float | None | Default
 
 # RFC 9110 §9.2.2: a request with one of these methods can be repeated with the
 # same effect, so a request that met a stale keep-alive connection may be sent
@@ -156,6 +188,26 @@ class Origin:
         shown = f"[{host}]" if ":" in host else host
         header = shown if port == _DEFAULT_PORTS[scheme] else f"{shown}:{port}"
         return cls(scheme, host, port, uds, header)
+
+
+class FailureLog:
+    """Logs reconnect failures of one pool, at most one line per ``every`` seconds.
+
+    A server that is down for an hour must not flood the log with N slots
+    times attempts; the counts are in ``stats()`` anyway.
+    """
+
+    __slots__ = ("_every", "_last")
+
+    def __init__(self, every: float = 10.0) -> None:
+        self._every = every
+        self._last = -every
+
+    def failure(self, origin: Origin, exc: BaseException, failures: int) -> None:
+        now = time.monotonic()
+        if now - self._last >= self._every:
+            self._last = now
+            log.warning("warmline: reconnect to %s failed (%d in a row): %s", origin, failures, exc)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -49,13 +49,17 @@ class Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._waiter: asyncio.Future[Response] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        # alive: the transport is open and trusted. idle: alive with no
+        # request outstanding, i.e. ready for send(). Plain attributes, read
+        # on every request.
         self.alive = False
+        self.idle = False
 
     # -- asyncio.Protocol -------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but quack.
         self._transport = cast(asyncio.Transport, transport)
-        self.alive = True
+        self.alive = self.idle = True
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             # Small requests must leave at once, not wait for Nagle's ACK.
@@ -72,7 +76,9 @@ class Connection(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if not self._reader.keep_alive:
+        if self._reader.keep_alive:
+            self.idle = True
+        else:
             # Connection: close, HTTP/1.0, a close-delimited body or bytes after
             # the response: this connection must not carry another request.
             self._kill()
@@ -85,7 +91,7 @@ class Connection(asyncio.Protocol):
         return None  # close our side too; connection_lost follows
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.alive = False
+        self.alive = self.idle = False
         self._cancel_timer()
         waiter = self._waiter
         self._waiter = None
@@ -107,17 +113,17 @@ class Connection(asyncio.Protocol):
 
     # -- requests ----------------------------------------------------------
     @property
-    def idle(self) -> bool:
-        """Alive with no request outstanding."""
-        return self.alive and self._waiter is None
-
-    @property
     def received_any(self) -> bool:
         """Whether any byte of the current response arrived."""
         return self._reader.received_any
 
-    def send(self, data: bytes, method: str, deadline: float | None) -> asyncio.Future[Response]:
+    def send(
+        self, data: bytes, method: str, deadline: float | None
+    ) -> asyncio.Future[Response] | None:
         """Write one request; the future resolves with its response.
+
+        Returns None, writing nothing, when the connection is not ``idle``
+        (closed, or busy): the caller then reconnects.
 
         Args:
             data: The whole request, as built by RequestWriter.
@@ -127,12 +133,17 @@ class Connection(asyncio.Protocol):
                 WriteTimeout if the request was not yet sent) and the
                 connection is closed: its state is unknown.
         """
-        transport = self._transport
-        assert transport is not None and self._waiter is None
+        if not self.idle:
+            return None
+        try:
+            self._reader.start(method)
+        except WarmlineError:
+            self._kill()  # unsolicited bytes arrived, or the peer closed
+            return None
+        self.idle = False
         waiter: asyncio.Future[Response] = self._loop.create_future()
-        self._reader.start(method)
         self._waiter = waiter
-        transport.write(data)
+        self._transport.write(data)  # type: ignore[union-attr]  # idle implies a transport
         if deadline is not None:
             self._timer = self._loop.call_at(deadline, self._on_deadline)
         return waiter
@@ -172,7 +183,7 @@ class Connection(asyncio.Protocol):
             waiter.set_exception(exc)
 
     def _kill(self) -> None:
-        self.alive = False
+        self.alive = self.idle = False
         self._cancel_timer()
         transport = self._transport
         if transport is not None and not transport.is_closing():

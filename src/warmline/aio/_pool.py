@@ -14,15 +14,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import ssl
-import time
 from collections import deque
-from collections.abc import Coroutine, Generator, Iterable, Mapping
+from collections.abc import Coroutine, Generator
 from types import TracebackType
 from typing import Any, Final
 
-from warmline._policy import IDEMPOTENT_METHODS, Backoff, Origin, PoolStats, StatsCounters
+from warmline._policy import (
+    DEFAULT,
+    IDEMPOTENT_METHODS,
+    Backoff,
+    FailureLog,
+    Origin,
+    PoolStats,
+    StatsCounters,
+    TimeoutArg,
+)
 from warmline._tls import client_context
 from warmline.aio._connection import Connection, open_connection
 from warmline.errors import (
@@ -41,33 +48,14 @@ from warmline.http11 import (
     Response,
     ResponseReader,
 )
+from warmline.http11._writer import ContentArg, HeadersArg, ParamsArg
 
 __all__ = ["ClientPool", "ClientSlot"]
-
-log = logging.getLogger("warmline")
 
 _READY: Final = 0
 _IN_USE: Final = 1
 _HEALING: Final = 2
 _CLOSED: Final = 3
-
-# Log at most one reconnect failure per pool in this many seconds: a server
-# that is down for an hour must not flood the log with N slots x attempts.
-_LOG_EVERY_S: Final = 10.0
-
-
-class _Default:
-    """Sentinel for "use the pool's timeout" (None means no timeout)."""
-
-    def __repr__(self) -> str:
-        return "<pool default>"
-
-
-_DEFAULT: Final = _Default()
-
-Params = Mapping[str, object] | Iterable[tuple[str, object]] | None
-HeadersArg = Mapping[str, str] | Iterable[tuple[str, str]] | None
-Body = bytes | bytearray | memoryview | str | None
 
 
 class _Slot:
@@ -130,11 +118,11 @@ class ClientSlot:
         method: str,
         path: str,
         *,
-        params: Params = None,
-        headers: HeadersArg = None,
-        content: Body = None,
+        params: ParamsArg | None = None,
+        headers: HeadersArg | None = None,
+        content: ContentArg | None = None,
         json: Any = None,
-        timeout: float | _Default | None = _DEFAULT,
+        timeout: TimeoutArg = DEFAULT,
     ) -> Coroutine[Any, Any, Response]:
         """Send one request on this slot's connection; await the response.
 
@@ -250,7 +238,7 @@ class ClientPool:
         self._stats = StatsCounters()
         self._in_use = 0
         self._closed = False
-        self._last_log = -_LOG_EVERY_S
+        self._failure_log = FailureLog()
         self._sweeper: asyncio.TimerHandle | None = None
 
     # -- construction ------------------------------------------------------
@@ -260,7 +248,7 @@ class ClientPool:
         url: str,
         *,
         base_path: str = "",
-        headers: HeadersArg = None,
+        headers: HeadersArg | None = None,
         connections: int = 8,
         tls: ssl.SSLContext | bool | None = None,
         uds: str | None = None,
@@ -394,7 +382,7 @@ class ClientPool:
             conn = slot.conn
             if (
                 conn is not None
-                and conn.alive
+                and conn.idle
                 and (idle_timeout is None or self._loop.time() - slot.idle_since <= idle_timeout)
             ):
                 slot.state = _IN_USE
@@ -454,7 +442,17 @@ class ClientPool:
             return
         self._in_use -= 1
         conn = slot.conn
-        if self._closed:
+        if (
+            conn is not None
+            and conn.idle
+            and not self._waiters
+            and not self._closed
+            and self._idle_timeout is None
+        ):
+            # The hot path: back on the stack, warmest on top.
+            slot.state = _READY
+            self._ready.append(slot)
+        elif self._closed:
             slot.state = _CLOSED
             if conn is not None:
                 conn.close()
@@ -490,11 +488,11 @@ class ClientPool:
         slot: _Slot,
         method: str,
         path: str,
-        params: Params,
-        headers: HeadersArg,
-        content: Body,
+        params: ParamsArg | None,
+        headers: HeadersArg | None,
+        content: ContentArg | None,
         json: Any,
-        timeout: float | _Default | None,
+        timeout: TimeoutArg,
     ) -> Response:
         # The hot path: build (usually a cache hit), one write, one future.
         try:
@@ -505,16 +503,17 @@ class ClientPool:
             self._stats.error(exc)
             exc.with_context(origin=str(self.origin), method=method, path=path)
             raise
-        if isinstance(timeout, _Default):
+        if timeout is DEFAULT:
             timeout = self._timeout
         deadline = None if timeout is None else self._loop.time() + timeout
         conn = slot.conn
-        if conn is None or not conn.idle:
+        waiter = None if conn is None else conn.send(data, method, deadline)
+        if waiter is None:
             return await self._recover(slot, None, data, method, path, deadline)
-        waiter = conn.send(data, method, deadline)
         try:
             response = await waiter
         except asyncio.CancelledError:
+            assert conn is not None  # it sent the request
             conn.abandon()  # bytes were written: the connection state is unknown
             raise
         except WarmlineError as exc:
@@ -553,6 +552,8 @@ class ClientPool:
             conn = slot.conn
             assert conn is not None
             waiter = conn.send(data, method, deadline)
+            if waiter is None:  # closed between connect and now
+                raise ConnectionClosed("connection closed before the request was sent")
             try:
                 response = await waiter
             except asyncio.CancelledError:
@@ -600,7 +601,7 @@ class ClientPool:
             except WarmlineError as exc:
                 failures += 1
                 self._stats.reconnect_failures += 1
-                self._log_failure(exc, failures)
+                self._failure_log.failure(self.origin, exc, failures)
                 continue
             self._stats.reconnects += 1
             if self._closed:
@@ -611,26 +612,18 @@ class ClientPool:
         if slot.conn is not None:
             slot.conn.close()
 
-    def _log_failure(self, exc: WarmlineError, failures: int) -> None:
-        now = time.monotonic()
-        if now - self._last_log >= _LOG_EVERY_S:
-            self._last_log = now
-            log.warning(
-                "warmline: reconnect to %s failed (%d in a row): %s", self.origin, failures, exc
-            )
-
     # -- convenience -------------------------------------------------------
     async def request(
         self,
         method: str,
         path: str,
         *,
-        params: Params = None,
-        headers: HeadersArg = None,
-        content: Body = None,
+        params: ParamsArg | None = None,
+        headers: HeadersArg | None = None,
+        content: ContentArg | None = None,
         json: Any = None,
-        timeout: float | _Default | None = _DEFAULT,
-        acquire_timeout: float | _Default | None = _DEFAULT,
+        timeout: TimeoutArg = DEFAULT,
+        acquire_timeout: TimeoutArg = DEFAULT,
     ) -> Response:
         """Acquire a slot, send one request, release it. See ClientSlot.request.
 
@@ -641,8 +634,8 @@ class ClientPool:
         """
         slot = self._pop_ready()
         if slot is None:
-            if isinstance(acquire_timeout, _Default):
-                acquire_timeout = self._timeout if isinstance(timeout, _Default) else timeout
+            if acquire_timeout is DEFAULT:
+                acquire_timeout = self._timeout if timeout is DEFAULT else timeout
             slot = await self._wait_for_slot(acquire_timeout)
         try:
             return await self._request(slot, method, path, params, headers, content, json, timeout)

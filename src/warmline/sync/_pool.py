@@ -47,8 +47,6 @@ a pool that is dropped without ``close()`` does not pin a thread forever).
 from __future__ import annotations
 
 import contextlib
-import enum
-import logging
 import ssl
 import threading
 from collections import deque
@@ -56,7 +54,16 @@ from time import monotonic
 from types import TracebackType
 from typing import Any, Final
 
-from warmline._policy import IDEMPOTENT_METHODS, Backoff, Origin, PoolStats, StatsCounters
+from warmline._policy import (
+    DEFAULT,
+    IDEMPOTENT_METHODS,
+    Backoff,
+    FailureLog,
+    Origin,
+    PoolStats,
+    StatsCounters,
+    TimeoutArg,
+)
 from warmline._tls import client_context
 from warmline.errors import (
     ConnectError,
@@ -79,16 +86,10 @@ from warmline.sync._connection import Connection, open_connection
 
 __all__ = ["AtomicClientPool", "AtomicClientSlot"]
 
-log = logging.getLogger("warmline")
-
 _READY: Final = 0
 _IN_USE: Final = 1
 _HEALING: Final = 2
 _CLOSED: Final = 3
-
-# Log at most one reconnect failure per pool in this many seconds: a server
-# that is down for an hour must not flood the log with N slots x attempts.
-_LOG_EVERY_S: Final = 10.0
 
 # A slot idle at least this long is checked with one non-blocking peek before
 # reuse (see Connection.stale). The check is a syscall: ~2.4 us for the
@@ -103,19 +104,6 @@ _STALE_CHECK_AFTER_S: Final = 1.0
 
 # The heal worker exits after this long without work (restarted on demand).
 _WORKER_IDLE_EXIT_S: Final = 60.0
-
-
-class _Default(enum.Enum):
-    """Sentinel for "use the pool's timeout" (None means no timeout)."""
-
-    DEFAULT = 0
-
-    def __repr__(self) -> str:
-        return "<pool default>"
-
-
-_DEFAULT: Final = _Default.DEFAULT
-TimeoutArg = float | None | _Default
 
 
 class _Slot:
@@ -192,7 +180,7 @@ class AtomicClientSlot:
         headers: HeadersArg | None = None,
         content: ContentArg | None = None,
         json: Any = None,
-        timeout: TimeoutArg = _DEFAULT,
+        timeout: TimeoutArg = DEFAULT,
     ) -> Response:
         """Send one request on this slot's connection and return the response.
 
@@ -242,7 +230,7 @@ class AtomicClientSlot:
         headers: HeadersArg | None = None,
         content: ContentArg | None = None,
         json: Any = None,
-        timeout: TimeoutArg = _DEFAULT,
+        timeout: TimeoutArg = DEFAULT,
     ) -> Response:
         """``request("GET", ...)``."""
         return self._send("GET", path, params, headers, content, json, timeout)
@@ -255,7 +243,7 @@ class AtomicClientSlot:
         headers: HeadersArg | None = None,
         content: ContentArg | None = None,
         json: Any = None,
-        timeout: TimeoutArg = _DEFAULT,
+        timeout: TimeoutArg = DEFAULT,
     ) -> Response:
         """``request("HEAD", ...)``."""
         return self._send("HEAD", path, params, headers, content, json, timeout)
@@ -268,7 +256,7 @@ class AtomicClientSlot:
         headers: HeadersArg | None = None,
         content: ContentArg | None = None,
         json: Any = None,
-        timeout: TimeoutArg = _DEFAULT,
+        timeout: TimeoutArg = DEFAULT,
     ) -> Response:
         """``request("POST", ...)``."""
         return self._send("POST", path, params, headers, content, json, timeout)
@@ -281,7 +269,7 @@ class AtomicClientSlot:
         headers: HeadersArg | None = None,
         content: ContentArg | None = None,
         json: Any = None,
-        timeout: TimeoutArg = _DEFAULT,
+        timeout: TimeoutArg = DEFAULT,
     ) -> Response:
         """``request("PUT", ...)``."""
         return self._send("PUT", path, params, headers, content, json, timeout)
@@ -294,7 +282,7 @@ class AtomicClientSlot:
         headers: HeadersArg | None = None,
         content: ContentArg | None = None,
         json: Any = None,
-        timeout: TimeoutArg = _DEFAULT,
+        timeout: TimeoutArg = DEFAULT,
     ) -> Response:
         """``request("PATCH", ...)``."""
         return self._send("PATCH", path, params, headers, content, json, timeout)
@@ -307,7 +295,7 @@ class AtomicClientSlot:
         headers: HeadersArg | None = None,
         content: ContentArg | None = None,
         json: Any = None,
-        timeout: TimeoutArg = _DEFAULT,
+        timeout: TimeoutArg = DEFAULT,
     ) -> Response:
         """``request("DELETE", ...)``."""
         return self._send("DELETE", path, params, headers, content, json, timeout)
@@ -320,7 +308,7 @@ class AtomicClientSlot:
         headers: HeadersArg | None = None,
         content: ContentArg | None = None,
         json: Any = None,
-        timeout: TimeoutArg = _DEFAULT,
+        timeout: TimeoutArg = DEFAULT,
     ) -> Response:
         """``request("OPTIONS", ...)``."""
         return self._send("OPTIONS", path, params, headers, content, json, timeout)
@@ -380,7 +368,7 @@ class AtomicClientPool:
         self._worker: threading.Thread | None = None
         self._stats = StatsCounters()
         self._closed = False
-        self._last_log = -_LOG_EVERY_S
+        self._failure_log = FailureLog()
 
     # -- construction ------------------------------------------------------
     @classmethod
@@ -530,14 +518,14 @@ class AtomicClientPool:
             abandoned = True
             return list(results)
 
-    def _open(self, connect_timeout: float | _Default | None = _DEFAULT) -> Connection:
+    def _open(self, connect_timeout: TimeoutArg = DEFAULT) -> Connection:
         head, count, body = self._limits
         reader = ResponseReader(max_head_size=head, max_headers=count, max_body_size=body)
         return open_connection(
             self.origin,
             tls=self._tls,
             connect_timeout=(
-                self._connect_timeout if connect_timeout is _DEFAULT else connect_timeout
+                self._connect_timeout if connect_timeout is DEFAULT else connect_timeout
             ),
             reader=reader,
         )
@@ -698,7 +686,7 @@ class AtomicClientPool:
             data = self._writer.build(
                 method, path, params=params, headers=headers, content=content, json=json
             )
-        if timeout is _DEFAULT:
+        if timeout is DEFAULT:
             timeout = self._timeout
         deadline = None if timeout is None else monotonic() + timeout
         try:
@@ -802,7 +790,7 @@ class AtomicClientPool:
                 slot.conn = self._open()
             except Exception as exc:  # not only WarmlineError: the worker must survive
                 self._stats.reconnect_failures += 1
-                self._log_failure(exc, slot.failures + 1)
+                self._failure_log.failure(self.origin, exc, slot.failures + 1)
                 # The origin is down or unreachable: the others due now would
                 # most likely fail alike, each costing up to connect_timeout.
                 # Back all of them off instead of trying each in turn.
@@ -823,14 +811,6 @@ class AtomicClientPool:
                 slot.next_attempt = now + self._backoff.delay(slot.failures)
             self._healing.extend(slots)
 
-    def _log_failure(self, exc: Exception, failures: int) -> None:
-        now = monotonic()
-        if now - self._last_log >= _LOG_EVERY_S:
-            self._last_log = now
-            log.warning(
-                "warmline: reconnect to %s failed (%d in a row): %s", self.origin, failures, exc
-            )
-
     # -- convenience -------------------------------------------------------
     def request(
         self,
@@ -841,7 +821,7 @@ class AtomicClientPool:
         headers: HeadersArg | None = None,
         content: ContentArg | None = None,
         json: Any = None,
-        timeout: TimeoutArg = _DEFAULT,
+        timeout: TimeoutArg = DEFAULT,
         acquire_timeout: float | None = None,
     ) -> Response:
         """Acquire a slot, send one request, release. See AtomicClientSlot.request.
@@ -881,7 +861,7 @@ class AtomicClientPool:
         headers: HeadersArg | None = None,
         content: ContentArg | None = None,
         json: Any = None,
-        timeout: TimeoutArg = _DEFAULT,
+        timeout: TimeoutArg = DEFAULT,
         acquire_timeout: float | None = None,
     ) -> Response:
         """``request("GET", ...)``."""
@@ -895,7 +875,7 @@ class AtomicClientPool:
         headers: HeadersArg | None = None,
         content: ContentArg | None = None,
         json: Any = None,
-        timeout: TimeoutArg = _DEFAULT,
+        timeout: TimeoutArg = DEFAULT,
         acquire_timeout: float | None = None,
     ) -> Response:
         """``request("HEAD", ...)``."""
@@ -909,7 +889,7 @@ class AtomicClientPool:
         headers: HeadersArg | None = None,
         content: ContentArg | None = None,
         json: Any = None,
-        timeout: TimeoutArg = _DEFAULT,
+        timeout: TimeoutArg = DEFAULT,
         acquire_timeout: float | None = None,
     ) -> Response:
         """``request("POST", ...)``."""
@@ -923,7 +903,7 @@ class AtomicClientPool:
         headers: HeadersArg | None = None,
         content: ContentArg | None = None,
         json: Any = None,
-        timeout: TimeoutArg = _DEFAULT,
+        timeout: TimeoutArg = DEFAULT,
         acquire_timeout: float | None = None,
     ) -> Response:
         """``request("PUT", ...)``."""
@@ -937,7 +917,7 @@ class AtomicClientPool:
         headers: HeadersArg | None = None,
         content: ContentArg | None = None,
         json: Any = None,
-        timeout: TimeoutArg = _DEFAULT,
+        timeout: TimeoutArg = DEFAULT,
         acquire_timeout: float | None = None,
     ) -> Response:
         """``request("PATCH", ...)``."""
@@ -951,7 +931,7 @@ class AtomicClientPool:
         headers: HeadersArg | None = None,
         content: ContentArg | None = None,
         json: Any = None,
-        timeout: TimeoutArg = _DEFAULT,
+        timeout: TimeoutArg = DEFAULT,
         acquire_timeout: float | None = None,
     ) -> Response:
         """``request("DELETE", ...)``."""
@@ -965,7 +945,7 @@ class AtomicClientPool:
         headers: HeadersArg | None = None,
         content: ContentArg | None = None,
         json: Any = None,
-        timeout: TimeoutArg = _DEFAULT,
+        timeout: TimeoutArg = DEFAULT,
         acquire_timeout: float | None = None,
     ) -> Response:
         """``request("OPTIONS", ...)``."""

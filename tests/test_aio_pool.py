@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import ssl
 
@@ -300,3 +301,16 @@ async def test_lower_case_head_has_no_body(granian: Server) -> None:
         assert r.status == 200
         assert r.content == b""
         assert (await pool.get("/small")).content == SMALL
+
+
+async def test_a_dropped_lease_is_not_released_while_its_request_runs(granian: Server) -> None:
+    async with await ClientPool.connect(granian.url, connections=1) as pool:
+        lease = pool.try_acquire()
+        assert lease is not None
+        pending = lease.get("/small")
+        del lease  # only the coroutine refers to the lease now
+        gc.collect()
+        assert pool.available == 0  # still leased: the request has not run yet
+        assert (await pending).content == SMALL
+        gc.collect()
+        assert pool.available == 1

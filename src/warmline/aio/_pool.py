@@ -139,33 +139,118 @@ class ClientSlot:
             ReadTimeout, WriteTimeout, ConnectionClosed, ProtocolError,
             ResponseTooLarge, InvalidRequest, ConnectError.
         """
+        return self._send(method, path, params, headers, content, json, timeout)
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        params: ParamsArg | None,
+        headers: HeadersArg | None,
+        content: ContentArg | None,
+        json: Any,
+        timeout: TimeoutArg,
+    ) -> Coroutine[Any, Any, Response]:
         # A plain method returning the pool's coroutine: one coroutine frame
         # per request instead of one per layer.
         slot = self._slot
         if slot is None:
             raise PoolError("this slot was released; acquire a new one")
-        return slot.pool._request(slot, method, path, params, headers, content, json, timeout)
+        return slot.pool._request(slot, method, path, params, headers, content, json, timeout, self)
 
-    def get(self, path: str, **kwargs: Any) -> Coroutine[Any, Any, Response]:
-        return self.request("GET", path, **kwargs)
+    # The verbs spell their keywords out and pass them on by position:
+    # forwarding **kwargs costs ~0.4 us per call on CPython 3.11 (timeit),
+    # several percent of a whole request.
+    def get(
+        self,
+        path: str,
+        *,
+        params: ParamsArg | None = None,
+        headers: HeadersArg | None = None,
+        content: ContentArg | None = None,
+        json: Any = None,
+        timeout: TimeoutArg = DEFAULT,
+    ) -> Coroutine[Any, Any, Response]:
+        """``request("GET", ...)``."""
+        return self._send("GET", path, params, headers, content, json, timeout)
 
-    def head(self, path: str, **kwargs: Any) -> Coroutine[Any, Any, Response]:
-        return self.request("HEAD", path, **kwargs)
+    def head(
+        self,
+        path: str,
+        *,
+        params: ParamsArg | None = None,
+        headers: HeadersArg | None = None,
+        content: ContentArg | None = None,
+        json: Any = None,
+        timeout: TimeoutArg = DEFAULT,
+    ) -> Coroutine[Any, Any, Response]:
+        """``request("HEAD", ...)``."""
+        return self._send("HEAD", path, params, headers, content, json, timeout)
 
-    def post(self, path: str, **kwargs: Any) -> Coroutine[Any, Any, Response]:
-        return self.request("POST", path, **kwargs)
+    def post(
+        self,
+        path: str,
+        *,
+        params: ParamsArg | None = None,
+        headers: HeadersArg | None = None,
+        content: ContentArg | None = None,
+        json: Any = None,
+        timeout: TimeoutArg = DEFAULT,
+    ) -> Coroutine[Any, Any, Response]:
+        """``request("POST", ...)``."""
+        return self._send("POST", path, params, headers, content, json, timeout)
 
-    def put(self, path: str, **kwargs: Any) -> Coroutine[Any, Any, Response]:
-        return self.request("PUT", path, **kwargs)
+    def put(
+        self,
+        path: str,
+        *,
+        params: ParamsArg | None = None,
+        headers: HeadersArg | None = None,
+        content: ContentArg | None = None,
+        json: Any = None,
+        timeout: TimeoutArg = DEFAULT,
+    ) -> Coroutine[Any, Any, Response]:
+        """``request("PUT", ...)``."""
+        return self._send("PUT", path, params, headers, content, json, timeout)
 
-    def patch(self, path: str, **kwargs: Any) -> Coroutine[Any, Any, Response]:
-        return self.request("PATCH", path, **kwargs)
+    def patch(
+        self,
+        path: str,
+        *,
+        params: ParamsArg | None = None,
+        headers: HeadersArg | None = None,
+        content: ContentArg | None = None,
+        json: Any = None,
+        timeout: TimeoutArg = DEFAULT,
+    ) -> Coroutine[Any, Any, Response]:
+        """``request("PATCH", ...)``."""
+        return self._send("PATCH", path, params, headers, content, json, timeout)
 
-    def delete(self, path: str, **kwargs: Any) -> Coroutine[Any, Any, Response]:
-        return self.request("DELETE", path, **kwargs)
+    def delete(
+        self,
+        path: str,
+        *,
+        params: ParamsArg | None = None,
+        headers: HeadersArg | None = None,
+        content: ContentArg | None = None,
+        json: Any = None,
+        timeout: TimeoutArg = DEFAULT,
+    ) -> Coroutine[Any, Any, Response]:
+        """``request("DELETE", ...)``."""
+        return self._send("DELETE", path, params, headers, content, json, timeout)
 
-    def options(self, path: str, **kwargs: Any) -> Coroutine[Any, Any, Response]:
-        return self.request("OPTIONS", path, **kwargs)
+    def options(
+        self,
+        path: str,
+        *,
+        params: ParamsArg | None = None,
+        headers: HeadersArg | None = None,
+        content: ContentArg | None = None,
+        json: Any = None,
+        timeout: TimeoutArg = DEFAULT,
+    ) -> Coroutine[Any, Any, Response]:
+        """``request("OPTIONS", ...)``."""
+        return self._send("OPTIONS", path, params, headers, content, json, timeout)
 
 
 class _Acquire:
@@ -493,8 +578,12 @@ class ClientPool:
         content: ContentArg | None,
         json: Any,
         timeout: TimeoutArg,
+        lease: ClientSlot | None,
     ) -> Response:
         # The hot path: build (usually a cache hit), one write, one future.
+        # ``lease`` is only held: a lease dropped right after ``lease.get()``
+        # returned this coroutine must not be collected, and so released,
+        # while its request runs.
         try:
             data = self._writer.build(
                 method, path, params=params, headers=headers, content=content, json=json
@@ -613,7 +702,7 @@ class ClientPool:
             slot.conn.close()
 
     # -- convenience -------------------------------------------------------
-    async def request(
+    def request(
         self,
         method: str,
         path: str,
@@ -624,7 +713,7 @@ class ClientPool:
         json: Any = None,
         timeout: TimeoutArg = DEFAULT,
         acquire_timeout: TimeoutArg = DEFAULT,
-    ) -> Response:
+    ) -> Coroutine[Any, Any, Response]:
         """Acquire a slot, send one request, release it. See ClientSlot.request.
 
         Args:
@@ -632,36 +721,129 @@ class ClientPool:
                 request's ``timeout`` (so a pool whose server is down fails in
                 bounded time when a timeout is set).
         """
+        return self._call(method, path, params, headers, content, json, timeout, acquire_timeout)
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        params: ParamsArg | None,
+        headers: HeadersArg | None,
+        content: ContentArg | None,
+        json: Any,
+        timeout: TimeoutArg,
+        acquire_timeout: TimeoutArg,
+    ) -> Response:
         slot = self._pop_ready()
         if slot is None:
             if acquire_timeout is DEFAULT:
                 acquire_timeout = self._timeout if timeout is DEFAULT else timeout
             slot = await self._wait_for_slot(acquire_timeout)
         try:
-            return await self._request(slot, method, path, params, headers, content, json, timeout)
+            return await self._request(
+                slot, method, path, params, headers, content, json, timeout, None
+            )
         finally:
             self._release(slot)
 
-    def get(self, path: str, **kwargs: Any) -> Coroutine[Any, Any, Response]:
-        return self.request("GET", path, **kwargs)
+    # Explicit verbs, for the reason given at ClientSlot's.
+    def get(
+        self,
+        path: str,
+        *,
+        params: ParamsArg | None = None,
+        headers: HeadersArg | None = None,
+        content: ContentArg | None = None,
+        json: Any = None,
+        timeout: TimeoutArg = DEFAULT,
+        acquire_timeout: TimeoutArg = DEFAULT,
+    ) -> Coroutine[Any, Any, Response]:
+        """``request("GET", ...)``."""
+        return self._call("GET", path, params, headers, content, json, timeout, acquire_timeout)
 
-    def head(self, path: str, **kwargs: Any) -> Coroutine[Any, Any, Response]:
-        return self.request("HEAD", path, **kwargs)
+    def head(
+        self,
+        path: str,
+        *,
+        params: ParamsArg | None = None,
+        headers: HeadersArg | None = None,
+        content: ContentArg | None = None,
+        json: Any = None,
+        timeout: TimeoutArg = DEFAULT,
+        acquire_timeout: TimeoutArg = DEFAULT,
+    ) -> Coroutine[Any, Any, Response]:
+        """``request("HEAD", ...)``."""
+        return self._call("HEAD", path, params, headers, content, json, timeout, acquire_timeout)
 
-    def post(self, path: str, **kwargs: Any) -> Coroutine[Any, Any, Response]:
-        return self.request("POST", path, **kwargs)
+    def post(
+        self,
+        path: str,
+        *,
+        params: ParamsArg | None = None,
+        headers: HeadersArg | None = None,
+        content: ContentArg | None = None,
+        json: Any = None,
+        timeout: TimeoutArg = DEFAULT,
+        acquire_timeout: TimeoutArg = DEFAULT,
+    ) -> Coroutine[Any, Any, Response]:
+        """``request("POST", ...)``."""
+        return self._call("POST", path, params, headers, content, json, timeout, acquire_timeout)
 
-    def put(self, path: str, **kwargs: Any) -> Coroutine[Any, Any, Response]:
-        return self.request("PUT", path, **kwargs)
+    def put(
+        self,
+        path: str,
+        *,
+        params: ParamsArg | None = None,
+        headers: HeadersArg | None = None,
+        content: ContentArg | None = None,
+        json: Any = None,
+        timeout: TimeoutArg = DEFAULT,
+        acquire_timeout: TimeoutArg = DEFAULT,
+    ) -> Coroutine[Any, Any, Response]:
+        """``request("PUT", ...)``."""
+        return self._call("PUT", path, params, headers, content, json, timeout, acquire_timeout)
 
-    def patch(self, path: str, **kwargs: Any) -> Coroutine[Any, Any, Response]:
-        return self.request("PATCH", path, **kwargs)
+    def patch(
+        self,
+        path: str,
+        *,
+        params: ParamsArg | None = None,
+        headers: HeadersArg | None = None,
+        content: ContentArg | None = None,
+        json: Any = None,
+        timeout: TimeoutArg = DEFAULT,
+        acquire_timeout: TimeoutArg = DEFAULT,
+    ) -> Coroutine[Any, Any, Response]:
+        """``request("PATCH", ...)``."""
+        return self._call("PATCH", path, params, headers, content, json, timeout, acquire_timeout)
 
-    def delete(self, path: str, **kwargs: Any) -> Coroutine[Any, Any, Response]:
-        return self.request("DELETE", path, **kwargs)
+    def delete(
+        self,
+        path: str,
+        *,
+        params: ParamsArg | None = None,
+        headers: HeadersArg | None = None,
+        content: ContentArg | None = None,
+        json: Any = None,
+        timeout: TimeoutArg = DEFAULT,
+        acquire_timeout: TimeoutArg = DEFAULT,
+    ) -> Coroutine[Any, Any, Response]:
+        """``request("DELETE", ...)``."""
+        return self._call("DELETE", path, params, headers, content, json, timeout, acquire_timeout)
 
-    def options(self, path: str, **kwargs: Any) -> Coroutine[Any, Any, Response]:
-        return self.request("OPTIONS", path, **kwargs)
+    def options(
+        self,
+        path: str,
+        *,
+        params: ParamsArg | None = None,
+        headers: HeadersArg | None = None,
+        content: ContentArg | None = None,
+        json: Any = None,
+        timeout: TimeoutArg = DEFAULT,
+        acquire_timeout: TimeoutArg = DEFAULT,
+    ) -> Coroutine[Any, Any, Response]:
+        """``request("OPTIONS", ...)``."""
+        return self._call("OPTIONS", path, params, headers, content, json, timeout, acquire_timeout)
 
     # -- introspection -----------------------------------------------------
     @property

@@ -136,19 +136,10 @@ def flavour(request: pytest.FixtureRequest) -> Flavour:
     return request.param  # type: ignore[no-any-return]
 
 
-TINY_CHUNKS_BUG = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug: ResponseReader._read_chunks keeps one bytes object per chunk, so 192 KiB "
-        "of 2-byte chunks costs ~4 MiB, 22x (max_body_size counts data bytes only)"
-    ),
-)
-
-
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize(
     "name",
-    [pytest.param(n, marks=TINY_CHUNKS_BUG) if n == "tiny-chunks" else n for n in CASES],
+    list(CASES),
 )
 def test_hostile_response_stops_at_the_limit_with_bounded_memory(
     flavour: Flavour, name: str
@@ -182,16 +173,7 @@ def test_hostile_response_stops_at_the_limit_with_bounded_memory(
 
 # -- the reader alone: a body in many small pieces -----------------------------------
 
-PIECES_BUG = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug: ResponseReader keeps one bytes object per read (and per chunk): a body "
-        "arriving 2 bytes at a time costs ~20x max_body_size in object overhead"
-    ),
-)
 
-
-@PIECES_BUG
 @pytest.mark.parametrize("framing", ["content-length", "close-delimited", "chunked"])
 def test_body_in_tiny_reads_costs_no_more_than_its_limit(framing: str) -> None:
     """Feed a body of exactly the limit two bytes at a time (a drip, or tiny chunks)."""

@@ -126,11 +126,6 @@ CASES = {
 # refused too. Kept failing-on-purpose until the lead decides.
 DUPLICATE = Case(ok_with(b"Content-Length: 5", b"Content-Length: 5"))
 DUPLICATE_LIST = Case(ok_with(b"Content-Length: 5, 5"))
-SPEC_GAP = pytest.mark.xfail(
-    strict=True,
-    reason="spec gap: identical duplicate Content-Length is accepted (RFC 9110 §8.6 MAY); "
-    "the issue says duplicates are refused",
-)
 PIGGYBACK_LATER_SYNC = pytest.mark.xfail(
     strict=True,
     reason=(
@@ -197,7 +192,7 @@ def case_params() -> list[object]:
             marks = [PIGGYBACK_LATER_SYNC] if (name, flavour) == ("piggyback-later", "sync") else []
             params.append(pytest.param(flavour, case, id=f"{flavour}-{name}", marks=marks))
         for name, case in (("cl-duplicate", DUPLICATE), ("cl-duplicate-list", DUPLICATE_LIST)):
-            params.append(pytest.param(flavour, case, id=f"{flavour}-{name}", marks=SPEC_GAP))
+            params.append(pytest.param(flavour, case, id=f"{flavour}-{name}"))
     return params
 
 

@@ -40,9 +40,9 @@ limit violations its subclass :class:`~warmline.errors.ResponseTooLarge`):
   (RFC 9112 §5.1), obs-fold continuation lines (RFC 9112 §5.2) and empty names
   are errors. NUL anywhere in the head is an error (RFC 9110 §5.5); other
   control characters in values are kept, which §5.5 allows.
-* ``Content-Length`` must be 1-18 decimal digits. Repeated identical values
-  (``5, 5`` or the field twice) are taken as one, different values are an
-  error (RFC 9110 §8.6).
+* ``Content-Length`` must be 1-18 decimal digits, in exactly one field with
+  one value: even identical repeats (``5, 5`` or the field twice), which
+  RFC 9110 §8.6 lets a recipient accept, are refused as a smuggling shape.
 * ``Transfer-Encoding`` must be exactly ``chunked`` (any case). We never send
   ``TE``, so chunked is the only transfer coding a server may apply (RFC 9110
   §10.1.4, RFC 9112 §7); ``gzip, chunked``, ``identity`` or ``chunked, chunked``
@@ -100,6 +100,7 @@ __all__ = [
     "DEFAULT_MAX_HEADERS",
     "DEFAULT_MAX_HEAD_SIZE",
     "MAX_CHUNK_LINE_SIZE",
+    "MAX_INTERIM_RESPONSES",
     "ResponseReader",
 ]
 
@@ -124,6 +125,11 @@ DEFAULT_MAX_BODY_SIZE = 64 * 1024 * 1024
 # No head that fits in the head-size limit of any sane configuration has more
 # fields than this; the per-reader limit (max_headers) is compared separately.
 _HARD_MAX_FIELDS = 1 << 20
+
+# 1xx interim responses before the final one. Servers send one or two (100
+# Continue, 103 Early Hints); an endless stream of them would otherwise hold
+# a request until its timeout, or forever without one.
+MAX_INTERIM_RESPONSES = 32
 
 # A chunk-size line with its extensions. Extensions are essentially unused;
 # 4 KiB is generous (h11 bounds it by its 16 KiB event limit).
@@ -263,20 +269,20 @@ def _field_value(lower: bytes, key: bytes, at: int) -> bytes:
 
 
 def _content_length(lower: bytes, at: int) -> int:
-    """The Content-Length found at ``at`` in the lower-cased head (RFC 9110 §8.6)."""
+    """The Content-Length found at ``at`` in the lower-cased head (RFC 9110 §8.6).
+
+    Exactly one field with one value: RFC 9110 §8.6 lets a recipient take
+    identical repeats (``5, 5`` or the field twice) as one, but two lengths are
+    the raw material of request/response smuggling, and no sane server sends
+    them, so any repeat is refused.
+    """
     start = at + len(_CONTENT_LENGTH)
     stop = lower.find(b"\r", start)
     value = lower[start:stop].strip(b" \t")
-    if lower.find(_CONTENT_LENGTH, stop) >= 0:
-        value = _field_value(lower, _CONTENT_LENGTH, at)  # repeated: compare them all
-    if not value.isdigit():
-        # "5, 5" or the field repeated: identical members may be taken as one.
-        members = {member.strip(b" \t") for member in value.split(b",")}
-        if len(members) != 1:
-            raise ProtocolError(f"conflicting Content-Length values {value[:64]!r}")
-        (value,) = members
-        if not value.isdigit():  # ASCII digits only; rejects signs, spaces, hex, empty
-            raise ProtocolError(f"invalid Content-Length {value[:64]!r}")
+    if lower.find(_CONTENT_LENGTH, stop) >= 0 or b"," in value:
+        raise ProtocolError("more than one Content-Length (RFC 9110 §8.6): refused")
+    if not value.isdigit():  # ASCII digits only; rejects signs, spaces, hex, empty
+        raise ProtocolError(f"invalid Content-Length {value[:64]!r}")
     if len(value) > 18:  # beyond any body we could hold; keeps int() cheap
         raise ResponseTooLarge(f"Content-Length {value[:64]!r} is too large")
     return int(value)
@@ -365,6 +371,22 @@ def _tail(data: bytes, pos: int) -> bytes | memoryview:
     if not pos:
         return data
     return memoryview(data)[pos:] if len(data) - pos > _COPY_LIMIT else data[pos:]
+
+
+def _keep(body: list[bytes | bytearray | memoryview], piece: bytes | memoryview) -> None:
+    """Add a body piece, merging small ones into one bytearray.
+
+    A list entry costs ~40 bytes of overhead whatever its size, so a body sent
+    in tiny pieces (2-byte chunks, 1-byte reads) kept piece by piece would use
+    ~20x its size; merged, memory stays within a small factor of the limit.
+    Large pieces stay views, copied only by the final join.
+    """
+    if len(piece) >= _COPY_LIMIT:
+        body.append(piece)
+    elif body and type(last := body[-1]) is bytearray:
+        last += piece
+    else:
+        body.append(bytearray(piece))
 
 
 def _check_status_prefix(prefix: bytes | bytearray) -> None:
@@ -459,6 +481,7 @@ class ResponseReader:
         "_connect",
         "_delim",
         "_head_only",
+        "_interim",
         "_limit",
         "_max_body_size",
         "_max_head_size",
@@ -494,7 +517,7 @@ class ResponseReader:
         self._max_headers = max_headers
         self._max_body_size = max_body_size
         self._buf = bytearray()  # an incomplete head, chunk line or trailer section
-        self._body: list[bytes | memoryview] = []  # body pieces, joined once at the end
+        self._body: list[bytes | bytearray | memoryview] = []  # body pieces, joined once at the end
         self.reset()
 
     def reset(self) -> None:
@@ -507,6 +530,7 @@ class ResponseReader:
         self._response: Response | None = None
         self._head_only = False
         self._connect = False
+        self._interim = 0
         self._next_keep_alive = False
         self._delim = b""
         self._scan = 0
@@ -552,6 +576,7 @@ class ResponseReader:
             self._head_only = method == "HEAD"
             self._connect = method == "CONNECT"
         self._state = _HEAD
+        self._interim = 0
         self.received_any = False
         self.keep_alive = False
 
@@ -729,13 +754,13 @@ class ResponseReader:
                 if stop <= len(data):
                     body = self._body
                     if body:
-                        body.append(data[pos:stop])
+                        _keep(body, memoryview(data)[pos:stop])
                         content = b"".join(body)
                         body.clear()
                     else:
                         content = data[pos:stop]
                     return self._finish(data, stop, content)
-                self._body.append(_tail(data, pos))
+                _keep(self._body, _tail(data, pos))
                 self._remaining = stop - len(data)
                 return None
             elif _CHUNK_LINE <= state <= _CHUNK_DATA:
@@ -769,7 +794,7 @@ class ResponseReader:
             if size > self._max_body_size:
                 raise ResponseTooLarge(f"body larger than {self._max_body_size} bytes")
             self._body_size = size
-            self._body.append(piece)
+            _keep(self._body, piece)
 
     def _parse_head(self, data: bytes, pos: int) -> int:
         """Parse the head at ``data[pos:]``; return where the body starts, or -1 to wait.
@@ -794,6 +819,9 @@ class ResponseReader:
         if status < 200:
             if status == 101:
                 raise ProtocolError("101 Switching Protocols, but no upgrade was requested")
+            self._interim += 1
+            if self._interim > MAX_INTERIM_RESPONSES:
+                raise ResponseTooLarge(f"more than {MAX_INTERIM_RESPONSES} 1xx responses")
             return end + 4  # an interim response (RFC 9110 §15.2): read the next head
         self._response = Response(status, reason, http_version, head)
         self._next_keep_alive = keep_alive
@@ -835,7 +863,7 @@ class ResponseReader:
             Where the trailer section starts (after the last chunk), or -1 when
             more bytes are needed.
         """
-        append = self._body.append
+        body = self._body
         size_of = _CHUNK_SIZES.get
         length = len(data)
         total = self._body_size
@@ -846,12 +874,12 @@ class ResponseReader:
                 stop = pos + size
                 if stop > length:
                     if pos < length:
-                        append(_tail(data, pos))
+                        _keep(body, _tail(data, pos))
                     self._state = _CHUNK_DATA
                     self._remaining = stop - length
                     self._body_size = total
                     return -1
-                append(data[pos:stop])
+                _keep(body, memoryview(data)[pos:stop])
                 pos = stop
             end = data.find(b"\r\n", pos + 2, pos + MAX_CHUNK_LINE_SIZE)
             if end < 0:

@@ -221,17 +221,6 @@ def test_no_reconnect_storm_when_every_connection_is_dropped(
     a pool may make a handful of attempts per slot; hundreds or thousands mean
     a busy loop that burns the client's CPU.
     """
-    if flavour == "aio":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "bug: aio ClientPool reconnects in a tight loop when each new "
-                    "connection is closed right after connect (the heal counts it a "
-                    "success, so the backoff restarts at 0)"
-                ),
-            )
-        )
     backoff = Backoff(initial=0.05, maximum=0.5, multiplier=2.0, jitter=0.2)
     with PoolDriver(flavour, proxy.url, connections=2, reconnect=backoff) as driver:
         proxy.configure(drop_new=mode)

@@ -321,16 +321,6 @@ def test_request_deadline_bounds_an_inline_reconnect(
     The request's timeout (0.5 s) must bound the whole request, reconnect
     included, not connect_timeout (3 s).
     """
-    if flavour == "aio":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "bug: aio ClientPool._recover/_reopen connect with connect_timeout, "
-                    "ignoring the request deadline (the thread pool caps it)"
-                ),
-            )
-        )
     with PoolDriver(
         flavour, proxy.url, connections=1, reconnect=FAST, connect_timeout=3, timeout=0.5
     ) as driver:

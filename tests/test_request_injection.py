@@ -145,17 +145,6 @@ def test_bad_request_header_is_refused_and_nothing_sent(flavour: Flavour, name: 
 def test_bad_request_header_error_names_the_origin_and_is_counted(
     flavour: Flavour, request: pytest.FixtureRequest
 ) -> None:
-    if flavour == "sync":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "bug: AtomicClientPool._request builds the request outside its "
-                    "try/except, so an InvalidRequest gets no origin and is not counted "
-                    "in stats().errors (ClientPool does both)"
-                ),
-            )
-        )
     recorder = Recorder()
     with RawServer(recorder) as server, PoolDriver(flavour, server.url, connections=1) as pool:
         with pytest.raises(InvalidRequest) as info:

@@ -126,14 +126,6 @@ CASES = {
 # refused too. Kept failing-on-purpose until the lead decides.
 DUPLICATE = Case(ok_with(b"Content-Length: 5", b"Content-Length: 5"))
 DUPLICATE_LIST = Case(ok_with(b"Content-Length: 5, 5"))
-PIGGYBACK_LATER_SYNC = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug: AtomicClientPool reuses a connection idle < 1 s without looking at it, so "
-        "a response the server sent after the last one (unsolicited) is read as the "
-        "answer to the next request"
-    ),
-)
 
 
 class Desync:
@@ -188,11 +180,8 @@ def check(flavour: Flavour, case: Case, mode: str) -> None:
 def case_params() -> list[object]:
     params: list[object] = []
     for flavour in FLAVOURS:
-        for name, case in CASES.items():
-            marks = [PIGGYBACK_LATER_SYNC] if (name, flavour) == ("piggyback-later", "sync") else []
-            params.append(pytest.param(flavour, case, id=f"{flavour}-{name}", marks=marks))
-        for name, case in (("cl-duplicate", DUPLICATE), ("cl-duplicate-list", DUPLICATE_LIST)):
-            params.append(pytest.param(flavour, case, id=f"{flavour}-{name}"))
+        cases = [*CASES.items(), ("cl-duplicate", DUPLICATE), ("cl-duplicate-list", DUPLICATE_LIST)]
+        params += [pytest.param(flavour, case, id=f"{flavour}-{name}") for name, case in cases]
     return params
 
 

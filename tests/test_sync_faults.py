@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-import warmline.sync._pool as sync_pool
 from warmline import (
     AtomicClientPool,
     Backoff,
@@ -187,13 +186,21 @@ def close_after_each_response(conn: socket.socket, index: int) -> None:
     time.sleep(0.01)
 
 
+def close_on_second_request(conn: socket.socket, index: int) -> None:
+    # Answers one request, then closes on reading the next without answering:
+    # the race where the server's idle close crosses the client's reuse, so
+    # no check before sending can see it.
+    if read_request(conn) is not None:
+        conn.sendall(response(b"one"))
+        read_request(conn)
+
+
 def test_stale_idempotent_requests_are_retried(no_leaks: None) -> None:
     with (
-        Script(close_after_each_response) as server,
+        Script(close_on_second_request) as server,
         AtomicClientPool.connect(server.url, connections=2, reconnect=FAST) as pool,
     ):
         for _ in range(10):
-            time.sleep(0.03)  # let the server's FIN arrive
             assert pool.get("/x").content == b"one"
             assert pool.delete("/x").content == b"one"
         stats = pool.stats()
@@ -204,11 +211,10 @@ def test_stale_idempotent_requests_are_retried(no_leaks: None) -> None:
 
 def test_stale_post_is_not_retried(no_leaks: None) -> None:
     with (
-        Script(close_after_each_response) as server,
+        Script(close_on_second_request) as server,
         AtomicClientPool.connect(server.url, connections=1, reconnect=FAST) as pool,
     ):
         assert pool.post("/order", json={"q": 1}).content == b"one"
-        time.sleep(0.05)  # the server has closed the idle connection by now
         with pytest.raises(ConnectionClosed) as info:
             pool.post("/order", json={"q": 2}, acquire_timeout=2)
         assert info.value.received_any is False
@@ -220,12 +226,9 @@ def test_stale_post_is_not_retried(no_leaks: None) -> None:
         assert pool.post("/order", json={"q": 3}, acquire_timeout=2).content == b"one"
 
 
-def test_long_idle_slot_is_checked_before_reuse(
-    monkeypatch: pytest.MonkeyPatch, no_leaks: None
-) -> None:
+def test_long_idle_slot_is_checked_before_reuse(no_leaks: None) -> None:
     # Past the staleness threshold, a non-blocking peek finds the server's
     # close before the request is sent: even a POST then succeeds.
-    monkeypatch.setattr(sync_pool, "_STALE_CHECK_AFTER_S", 0.02)
     with (
         Script(close_after_each_response) as server,
         AtomicClientPool.connect(server.url, connections=1, reconnect=FAST) as pool,
@@ -491,11 +494,12 @@ def test_server_stop_and_restart(caplog: pytest.LogCaptureFixture, no_leaks: Non
     try:
         assert pool.get("/").content == b"up"
         server.stop()
-        # Every slot meets the dead server: the stale retry's reconnect is
-        # refused, the slot goes to the healer.
+        # Every slot meets the dead server: found dead before use (no slot to
+        # wait for) or on use (the stale retry's reconnect is refused); either
+        # way the slot goes to the healer.
         with caplog.at_level(logging.WARNING, logger="warmline"):
             for _ in range(4):
-                with pytest.raises(ConnectError):
+                with pytest.raises((ConnectError, PoolTimeout)):
                     pool.get("/", acquire_timeout=0.5)
             assert pool.try_acquire() is None
             with pytest.raises(PoolTimeout):
@@ -525,8 +529,10 @@ def test_waiter_is_woken_by_a_heal(no_leaks: None) -> None:
     pool = AtomicClientPool.connect(server.url, connections=1, reconnect=FAST, connect_timeout=1)
     try:
         server.stop()
-        with pytest.raises(ConnectError):
-            pool.get("/")
+        # The dead connection is found before use (healed: no slot to wait
+        # for) or on use (the stale retry's reconnect is refused).
+        with pytest.raises((ConnectError, PoolTimeout)):
+            pool.get("/", acquire_timeout=0.5)
         got: list[bytes] = []
         waiter = threading.Thread(
             target=lambda: got.append(pool.get("/", acquire_timeout=5).content)
@@ -547,7 +553,7 @@ def test_close_while_healing_joins_the_worker(no_leaks: None) -> None:
     server.stop()
     # The server is gone: both slots fail and heal in the background.
     for _ in range(2):
-        with pytest.raises(ConnectError):
+        with pytest.raises((ConnectError, PoolTimeout)):
             pool.get("/", acquire_timeout=1)
     worker = pool._worker
     assert worker is not None and worker.is_alive()

@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 import trustme
 
-import warmline.sync._pool as sync_pool
 from warmline import (
     AtomicClientPool,
     AtomicClientSlot,
@@ -202,11 +201,10 @@ def test_https_with_trustme(sync_tls: tuple[Server, ssl.SSLContext]) -> None:
 
 
 def test_tls_session_tickets_are_not_taken_for_a_close(
-    sync_tls: tuple[Server, ssl.SSLContext], monkeypatch: pytest.MonkeyPatch
+    sync_tls: tuple[Server, ssl.SSLContext],
 ) -> None:
     # With the staleness check on every acquire, an idle TLS 1.3 connection
     # has unread session tickets: readable, but alive. It must be reused.
-    monkeypatch.setattr(sync_pool, "_STALE_CHECK_AFTER_S", 0.0)
     server, ctx = sync_tls
     with AtomicClientPool.connect(server.url, tls=ctx, connections=1) as pool:
         for _ in range(5):

@@ -227,16 +227,6 @@ def test_connect_error_names_the_origin_once(
     system_trusts_test_ca: None,
     request: pytest.FixtureRequest,
 ) -> None:
-    if flavour == "aio":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "bug (cosmetic): ClientPool._connect_all formats the first failure with "
-                    "str(), which already ends in the origin, then adds the origin again"
-                ),
-            )
-        )
     with pytest.raises(ConnectError) as info:
         PoolDriver(flavour, https(tls_server), connections=1)
     assert info.value.origin == https(tls_server)

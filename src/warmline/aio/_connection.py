@@ -54,6 +54,9 @@ class Connection(asyncio.Protocol):
         # on every request.
         self.alive = False
         self.idle = False
+        # Whether any response completed on this connection: one that dies
+        # without serving counts as a failed reconnect (backoff applies).
+        self.served = False
 
     # -- asyncio.Protocol -------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -76,6 +79,7 @@ class Connection(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self.served = True
         if self._reader.keep_alive:
             self.idle = True
         else:

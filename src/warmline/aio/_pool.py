@@ -35,6 +35,7 @@ from warmline.aio._connection import Connection, open_connection
 from warmline.errors import (
     ConnectError,
     ConnectionClosed,
+    ConnectTimeout,
     PoolClosed,
     PoolError,
     PoolTimeout,
@@ -61,13 +62,16 @@ _CLOSED: Final = 3
 class _Slot:
     """Pool-internal state of one slot; users hold a ClientSlot lease instead."""
 
-    __slots__ = ("conn", "idle_since", "pool", "state")
+    __slots__ = ("conn", "failures", "idle_since", "pool", "state")
 
     def __init__(self, pool: ClientPool) -> None:
         self.pool = pool
         self.conn: Connection | None = None
         self.state = _HEALING
         self.idle_since = 0.0
+        # Reconnects in a row whose connection failed, or died without serving
+        # a response; the next attempt waits Backoff.delay(failures).
+        self.failures = 0
 
     def on_conn_lost(self, conn: Connection) -> None:
         # Called by the protocol when its connection ends. A ready slot whose
@@ -410,9 +414,13 @@ class ClientPool:
             first = failures[0]
             if not isinstance(first, Exception):
                 raise first
-            raise ConnectError(
+            # All timed out: say so with the class, so callers catching
+            # ConnectTimeout see it (it is also a ConnectError).
+            timed_out = all(isinstance(f, ConnectTimeout) for f in failures)
+            reason = first.message if isinstance(first, WarmlineError) else str(first)
+            raise (ConnectTimeout if timed_out else ConnectError)(
                 f"{len(self._slots) - len(failures)} of {len(self._slots)} connections "
-                f"opened, {need} required: {first}",
+                f"opened, {need} required: {reason}",
                 origin=str(self.origin),
             ) from first
         for slot, result in zip(self._slots, results, strict=True):
@@ -438,13 +446,15 @@ class ClientPool:
             self._evict_ready(slot)
         self._schedule_sweep()
 
-    async def _open(self, slot: _Slot) -> None:
+    async def _open(self, slot: _Slot, connect_timeout: TimeoutArg = DEFAULT) -> None:
         head, count, body = self._limits
         reader = ResponseReader(max_head_size=head, max_headers=count, max_body_size=body)
         slot.conn = await open_connection(
             self.origin,
             tls=self._tls,
-            connect_timeout=self._connect_timeout,
+            connect_timeout=self._connect_timeout
+            if connect_timeout is DEFAULT
+            else connect_timeout,
             reader=reader,
             on_lost=slot.on_conn_lost,
         )
@@ -637,7 +647,7 @@ class ClientPool:
                 ):
                     raise exc
                 self._stats.stale_retries += 1
-            await self._reopen(slot)
+            await self._reopen(slot, deadline)
             conn = slot.conn
             assert conn is not None
             waiter = conn.send(data, method, deadline)
@@ -655,11 +665,17 @@ class ClientPool:
         self._stats.requests += 1
         return response
 
-    async def _reopen(self, slot: _Slot) -> None:
+    async def _reopen(self, slot: _Slot, deadline: float | None) -> None:
         if slot.conn is not None:
             slot.conn.close()
+        timeout: TimeoutArg = DEFAULT
+        if deadline is not None:
+            # The request's deadline bounds its reconnect too.
+            left = deadline - self._loop.time()
+            if self._connect_timeout is None or left < self._connect_timeout:
+                timeout = max(left, 0.0)
         try:
-            await self._open(slot)
+            await self._open(slot, timeout)
         except WarmlineError:
             self._stats.reconnect_failures += 1
             raise
@@ -667,8 +683,15 @@ class ClientPool:
 
     # -- healing -----------------------------------------------------------
     def _heal(self, slot: _Slot) -> None:
-        if slot.conn is not None:
-            slot.conn.close()
+        conn = slot.conn
+        if conn is not None:
+            if conn.served or conn.alive:
+                slot.failures = 0  # it worked, or we are recycling a live one
+            else:
+                # Died without serving anything: a server that accepts and drops
+                # at once must meet the backoff, not a reconnect loop.
+                slot.failures += 1
+            conn.close()
         if self._closed:
             slot.state = _CLOSED
             return
@@ -678,7 +701,7 @@ class ClientPool:
         task.add_done_callback(self._healing.discard)
 
     async def _heal_loop(self, slot: _Slot) -> None:
-        failures = 0
+        failures = slot.failures
         while not self._closed:
             delay = self._backoff.delay(failures)
             if delay:
@@ -692,6 +715,7 @@ class ClientPool:
                 self._stats.reconnect_failures += 1
                 self._failure_log.failure(self.origin, exc, failures)
                 continue
+            slot.failures = failures
             self._stats.reconnects += 1
             if self._closed:
                 break

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import _socket
 import contextlib
+import select
 import socket
 import ssl
 from time import monotonic
@@ -67,7 +68,7 @@ class Connection:
         alive: False once the connection is closed or must not be reused.
     """
 
-    __slots__ = ("_buf", "_mv", "_reader", "_sock", "_timeout", "_tls", "alive")
+    __slots__ = ("_buf", "_mv", "_poll", "_reader", "_sock", "_timeout", "_tls", "alive", "served")
 
     def __init__(self, sock: socket.socket, reader: ResponseReader) -> None:
         self._sock = sock
@@ -78,7 +79,12 @@ class Connection:
         # The timeout currently set on the socket (None: blocking), tracked
         # here so that the untimed hot path never pays a settimeout syscall.
         self._timeout: float | None = sock.gettimeout()
+        self._poll = select.poll()
+        self._poll.register(sock, select.POLLIN)
         self.alive = True
+        # Whether a response completed here: one that dies without serving
+        # counts as a failed reconnect, so the backoff applies.
+        self.served = False
 
     def __repr__(self) -> str:
         state = "alive" if self.alive else "closed"
@@ -141,6 +147,7 @@ class Connection:
             # response may still arrive, so nobody may use this socket again.
             self.close()
             raise
+        self.served = True
         if not reader.keep_alive:
             # Connection: close, HTTP/1.0, or a close-delimited body: RFC 9112
             # §9.6 - this connection carries no further request.
@@ -204,6 +211,10 @@ class Connection:
         if response is None:
             raise ConnectionClosed("connection closed before a response", received_any=False)
         return response
+
+    def readable(self) -> bool:
+        """Whether the socket has something to read (or a close), without blocking."""
+        return bool(self._poll.poll(0))
 
     def stale(self) -> bool:
         """Whether this idle connection is closed or unusable, without blocking.

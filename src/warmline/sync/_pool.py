@@ -91,17 +91,6 @@ _IN_USE: Final = 1
 _HEALING: Final = 2
 _CLOSED: Final = 3
 
-# A slot idle at least this long is checked with one non-blocking peek before
-# reuse (see Connection.stale). The check is a syscall: ~2.4 us for the
-# MSG_PEEK|MSG_DONTWAIT recv that raises BlockingIOError on a healthy idle
-# socket (~0.7 us for select.poll(0)), measured with timeit on the 2-core dev
-# VM, where a whole loopback request costs the client ~10-15 us of CPU - too
-# much for every request. A server closes idle keep-alive connections after
-# seconds (nginx 75 s, uvicorn 5 s), so only a slot idle this long is checked;
-# the two clock reads that decide it cost ~0.1 us. A close that races a
-# request is still covered by the stale retry of idempotent requests.
-_STALE_CHECK_AFTER_S: Final = 1.0
-
 # The heal worker exits after this long without work (restarted on demand).
 _WORKER_IDLE_EXIT_S: Final = 60.0
 
@@ -353,10 +342,6 @@ class AtomicClientPool:
         self._idle_timeout = idle_timeout
         self._retry_stale = retry_stale
         self._limits = limits
-        # A slot idle less than this is reused without any check (hot path).
-        self._fresh_for = _STALE_CHECK_AFTER_S
-        if idle_timeout is not None:
-            self._fresh_for = min(self._fresh_for, idle_timeout)
         self._slots = [_Slot(self) for _ in range(connections)]
         self._ready: list[_Slot] = []
         self._waiters: deque[_Waiter] = deque()
@@ -549,22 +534,20 @@ class AtomicClientPool:
             except IndexError:
                 return None
             conn = slot.conn
-            if (
-                conn is not None
-                and conn.alive
-                and (monotonic() - slot.idle_since < self._fresh_for or self._still_usable(slot))
-            ):
+            if conn is not None and conn.alive and self._usable(slot, conn):
                 slot.state = _IN_USE
                 return slot
             self._heal(slot)
 
-    def _still_usable(self, slot: _Slot) -> bool:
-        # A slot idle for a while: honour idle_timeout, then peek for a close.
-        idle = monotonic() - slot.idle_since
-        if self._idle_timeout is not None and idle > self._idle_timeout:
+    def _usable(self, slot: _Slot, conn: Connection) -> bool:
+        if self._idle_timeout is not None and monotonic() - slot.idle_since > self._idle_timeout:
             return False
-        conn = slot.conn
-        return conn is not None and not conn.stale()
+        # An idle keep-alive connection has nothing to read. If it is readable,
+        # the server closed or reset it, or sent bytes nobody asked for, which
+        # the next request would otherwise read as its answer: look (stale()
+        # tells TLS session tickets from a close). poll(0) is ~0.7 us, paid
+        # on every reuse: a connection in an unknown state is never reused.
+        return not conn.readable() or not conn.stale()
 
     def acquire(self, timeout: float | None = None) -> AtomicClientSlot:
         """Wait for a slot; the lease is also a context manager.
@@ -651,7 +634,6 @@ class AtomicClientPool:
                 if conn is not None:
                     conn.close()
                 return
-            slot.failures = 0
             slot.idle_since = monotonic()
             slot.state = _READY
             self._ready.append(slot)
@@ -680,16 +662,16 @@ class AtomicClientPool:
         json: Any,
         timeout: TimeoutArg,
     ) -> Response:
-        if params is None and headers is None and content is None and json is None:
-            data = self._writer.build(method, path)  # no keywords to pass: ~0.1 us less
-        else:
-            data = self._writer.build(
-                method, path, params=params, headers=headers, content=content, json=json
-            )
-        if timeout is DEFAULT:
-            timeout = self._timeout
-        deadline = None if timeout is None else monotonic() + timeout
         try:
+            if params is None and headers is None and content is None and json is None:
+                data = self._writer.build(method, path)  # no keywords to pass: ~0.1 us less
+            else:
+                data = self._writer.build(
+                    method, path, params=params, headers=headers, content=content, json=json
+                )
+            if timeout is DEFAULT:
+                timeout = self._timeout
+            deadline = None if timeout is None else monotonic() + timeout
             conn = slot.conn
             if conn is None or not conn.alive:
                 # The previous response on this lease closed the connection.
@@ -735,6 +717,10 @@ class AtomicClientPool:
         conn = slot.conn
         slot.conn = None
         if conn is not None:
+            # A connection that served a response proves the server works: the
+            # first attempt is immediate. One that died without serving (a
+            # server or balancer that accepts and drops) meets the backoff.
+            slot.failures = 0 if conn.served else slot.failures + 1
             conn.close()
         with self._lock:
             if self._closed:

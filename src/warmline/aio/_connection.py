@@ -57,12 +57,14 @@ class Connection(asyncio.Protocol):
         # Whether any response completed on this connection: one that dies
         # without serving counts as a failed reconnect (backoff applies).
         self.served = False
+        self.opened_at = 0.0  # loop.time() when connected
 
     # -- asyncio.Protocol -------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but quack.
         self._transport = cast(asyncio.Transport, transport)
         self.alive = self.idle = True
+        self.opened_at = self._loop.time()
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             # Small requests must leave at once, not wait for Nagle's ACK.

@@ -53,6 +53,10 @@ from warmline.http11._writer import ContentArg, HeadersArg, ParamsArg
 
 __all__ = ["ClientPool", "ClientSlot"]
 
+# A connection that stayed up this long before dying proves the server works
+# (an idle close by a keep-alive timeout), even if it never served a request.
+_PROVEN_AFTER_S: Final = 1.0
+
 _READY: Final = 0
 _IN_USE: Final = 1
 _HEALING: Final = 2
@@ -685,11 +689,12 @@ class ClientPool:
     def _heal(self, slot: _Slot) -> None:
         conn = slot.conn
         if conn is not None:
-            if conn.served or conn.alive:
+            lived = self._loop.time() - conn.opened_at
+            if conn.served or conn.alive or lived >= _PROVEN_AFTER_S:
                 slot.failures = 0  # it worked, or we are recycling a live one
             else:
-                # Died without serving anything: a server that accepts and drops
-                # at once must meet the backoff, not a reconnect loop.
+                # Died at once without serving anything: a server that accepts
+                # and drops must meet the backoff, not a reconnect loop.
                 slot.failures += 1
             conn.close()
         if self._closed:

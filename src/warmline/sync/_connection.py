@@ -68,7 +68,18 @@ class Connection:
         alive: False once the connection is closed or must not be reused.
     """
 
-    __slots__ = ("_buf", "_mv", "_poll", "_reader", "_sock", "_timeout", "_tls", "alive", "served")
+    __slots__ = (
+        "_buf",
+        "_mv",
+        "_poll",
+        "_reader",
+        "_sock",
+        "_timeout",
+        "_tls",
+        "alive",
+        "opened_at",
+        "served",
+    )
 
     def __init__(self, sock: socket.socket, reader: ResponseReader) -> None:
         self._sock = sock
@@ -85,6 +96,7 @@ class Connection:
         # Whether a response completed here: one that dies without serving
         # counts as a failed reconnect, so the backoff applies.
         self.served = False
+        self.opened_at = monotonic()
 
     def __repr__(self) -> str:
         state = "alive" if self.alive else "closed"

@@ -91,6 +91,10 @@ _IN_USE: Final = 1
 _HEALING: Final = 2
 _CLOSED: Final = 3
 
+# A connection that stayed up this long before dying proves the server works
+# (an idle close by a keep-alive timeout), even if it never served a request.
+_PROVEN_AFTER_S: Final = 1.0
+
 # The heal worker exits after this long without work (restarted on demand).
 _WORKER_IDLE_EXIT_S: Final = 60.0
 
@@ -720,7 +724,8 @@ class AtomicClientPool:
             # A connection that served a response proves the server works: the
             # first attempt is immediate. One that died without serving (a
             # server or balancer that accepts and drops) meets the backoff.
-            slot.failures = 0 if conn.served else slot.failures + 1
+            proven = conn.served or monotonic() - conn.opened_at >= _PROVEN_AFTER_S
+            slot.failures = 0 if proven else slot.failures + 1
             conn.close()
         with self._lock:
             if self._closed:

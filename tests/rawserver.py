@@ -20,30 +20,28 @@ OK_SMALL = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\
 
 
 def read_request(conn: socket.socket, timeout: float = 5.0) -> bytes | None:
-    """Read one request head (and a Content-Length body); None on EOF."""
+    """Read one request head (and a Content-Length body); None on EOF or error."""
     conn.settimeout(timeout)
     data = b""
-    while b"\r\n\r\n" not in data:
-        try:
+    try:
+        while b"\r\n\r\n" not in data:
             chunk = conn.recv(65536)
-        except OSError:
-            return None
-        if not chunk:
-            return None
-        data += chunk
-        if len(data) > 1 << 20:
-            return None
-    head, _, rest = data.partition(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    while len(rest) < length:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return None
-        rest += chunk
+            if not chunk or len(data) > 1 << 20:
+                return None
+            data += chunk
+        head, _, rest = data.partition(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        while len(rest) < length:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return None
+            rest += chunk
+    except OSError:
+        return None
     return head + b"\r\n\r\n" + rest
 
 
@@ -55,7 +53,10 @@ def reset(conn: socket.socket) -> None:
 
 
 class RawServer:
-    """A threaded TCP server on 127.0.0.1 running ``handler`` per connection."""
+    """A threaded TCP server on 127.0.0.1 running ``handler`` per connection.
+
+    ``connections`` counts the connections accepted so far.
+    """
 
     def __init__(self, handler: Handler, port: int = 0) -> None:
         self.handler = handler
@@ -93,8 +94,12 @@ class RawServer:
             t.start()
 
     def _run(self, conn: socket.socket, index: int) -> None:
+        # The connection ends when its handler returns (a FIN, or whatever
+        # the handler did to it first).
         with contextlib.suppress(OSError):
             self.handler(conn, index)
+        with contextlib.suppress(OSError):
+            conn.close()
 
     def stop(self) -> None:
         """Stop accepting, close every connection, join the threads (bounded)."""

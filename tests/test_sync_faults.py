@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -34,45 +33,12 @@ from warmline import (
 from warmline._policy import Origin
 from warmline.sync import open_connection
 
-Handler = Callable[[socket.socket, int], None]
+from .rawserver import Handler, RawServer, read_request, reset
 
 
 def response(body: bytes, *extra: bytes) -> bytes:
     head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n" % len(body)
     return head + b"".join(h + b"\r\n" for h in extra) + b"\r\n" + body
-
-
-def read_request(conn: socket.socket, timeout: float = 5.0) -> bytes | None:
-    """One request (head and Content-Length body); None on EOF or error."""
-    conn.settimeout(timeout)
-    data = b""
-    try:
-        while b"\r\n\r\n" not in data:
-            chunk = conn.recv(65536)
-            if not chunk or len(data) > 1 << 20:
-                return None
-            data += chunk
-        head, _, rest = data.partition(b"\r\n\r\n")
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        while len(rest) < length:
-            chunk = conn.recv(65536)
-            if not chunk:
-                return None
-            rest += chunk
-    except OSError:
-        return None
-    return head + b"\r\n\r\n" + rest
-
-
-def reset(conn: socket.socket) -> None:
-    """Close with RST instead of FIN (SO_LINGER 0)."""
-    with contextlib.suppress(OSError):
-        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    conn.close()
 
 
 def serve_forever(body: bytes = b"ok") -> Handler:
@@ -85,69 +51,6 @@ def serve_forever(body: bytes = b"ok") -> Handler:
             conn.sendall(response(body))
 
     return handler
-
-
-class Script:
-    """A threaded server on 127.0.0.1 running ``handler(conn, index)`` per connection."""
-
-    def __init__(self, handler: Handler, port: int = 0) -> None:
-        self.handler = handler
-        self.listener = socket.socket()
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", port))
-        self.listener.listen(64)
-        self.listener.settimeout(0.02)
-        self.port: int = self.listener.getsockname()[1]
-        self.accepted = 0
-        self._stop = threading.Event()
-        self._conns: list[socket.socket] = []
-        self._threads: list[threading.Thread] = []
-        self._acceptor = threading.Thread(target=self._accept, daemon=True)
-        self._acceptor.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            index = self.accepted
-            self.accepted += 1
-            self._conns.append(conn)
-            t = threading.Thread(target=self._run, args=(conn, index), daemon=True)
-            self._threads.append(t)
-            t.start()
-
-    def _run(self, conn: socket.socket, index: int) -> None:
-        with contextlib.suppress(OSError):
-            self.handler(conn, index)
-        with contextlib.suppress(OSError):
-            conn.close()
-
-    def stop(self) -> None:
-        """Stop accepting, close every connection, join the threads (bounded)."""
-        self._stop.set()
-        self._acceptor.join(5)
-        self.listener.close()
-        for conn in self._conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-            with contextlib.suppress(OSError):
-                conn.close()
-        for t in self._threads:
-            t.join(5)
-
-    def __enter__(self) -> Script:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def fd_count() -> int:
@@ -197,7 +100,7 @@ def close_on_second_request(conn: socket.socket, index: int) -> None:
 
 def test_stale_idempotent_requests_are_retried(no_leaks: None) -> None:
     with (
-        Script(close_on_second_request) as server,
+        RawServer(close_on_second_request) as server,
         AtomicClientPool.connect(server.url, connections=2, reconnect=FAST) as pool,
     ):
         for _ in range(10):
@@ -211,7 +114,7 @@ def test_stale_idempotent_requests_are_retried(no_leaks: None) -> None:
 
 def test_stale_post_is_not_retried(no_leaks: None) -> None:
     with (
-        Script(close_on_second_request) as server,
+        RawServer(close_on_second_request) as server,
         AtomicClientPool.connect(server.url, connections=1, reconnect=FAST) as pool,
     ):
         assert pool.post("/order", json={"q": 1}).content == b"one"
@@ -230,7 +133,7 @@ def test_long_idle_slot_is_checked_before_reuse(no_leaks: None) -> None:
     # Past the staleness threshold, a non-blocking peek finds the server's
     # close before the request is sent: even a POST then succeeds.
     with (
-        Script(close_after_each_response) as server,
+        RawServer(close_after_each_response) as server,
         AtomicClientPool.connect(server.url, connections=1, reconnect=FAST) as pool,
     ):
         for _ in range(3):
@@ -241,7 +144,7 @@ def test_long_idle_slot_is_checked_before_reuse(no_leaks: None) -> None:
 
 def test_dead_slot_in_try_acquire_is_healed_and_the_scan_goes_on(no_leaks: None) -> None:
     with (
-        Script(serve_forever()) as server,
+        RawServer(serve_forever()) as server,
         AtomicClientPool.connect(server.url, connections=2, reconnect=FAST) as pool,
     ):
         a, b = pool.try_acquire(), pool.try_acquire()
@@ -261,7 +164,7 @@ def test_dead_slot_in_try_acquire_is_healed_and_the_scan_goes_on(no_leaks: None)
 
 def test_idle_timeout_reconnects_before_reuse(no_leaks: None) -> None:
     with (
-        Script(serve_forever()) as server,
+        RawServer(serve_forever()) as server,
         AtomicClientPool.connect(
             server.url, connections=1, idle_timeout=0.2, reconnect=FAST
         ) as pool,
@@ -271,7 +174,7 @@ def test_idle_timeout_reconnects_before_reuse(no_leaks: None) -> None:
         assert pool.try_acquire() is None  # over-idle: sent to reconnect
         assert pool.get("/", acquire_timeout=2).content == b"ok"
         assert pool.stats().reconnects >= 1
-        assert server.accepted >= 2
+        assert server.connections >= 2
 
 
 # -- broken responses ------------------------------------------------------------
@@ -288,7 +191,7 @@ def test_reset_mid_body(no_leaks: None) -> None:
         serve_forever(b"whole")(conn, index)
 
     with (
-        Script(handler) as server,
+        RawServer(handler) as server,
         AtomicClientPool.connect(server.url, connections=1, reconnect=FAST) as pool,
     ):
         with pytest.raises(ConnectionClosed) as info:
@@ -311,14 +214,14 @@ def test_garbage_response_is_a_protocol_error_and_the_slot_is_replaced(
         serve_forever(b"fine")(conn, index)
 
     with (
-        Script(handler) as server,
+        RawServer(handler) as server,
         AtomicClientPool.connect(server.url, connections=1, reconnect=FAST) as pool,
     ):
         with pytest.raises(ProtocolError):
             pool.get("/x")
         assert pool.get("/x", acquire_timeout=2).content == b"fine"
         assert pool.stats().errors == {"ProtocolError": 1}
-        assert server.accepted == 2
+        assert server.connections == 2
 
 
 def test_bad_content_length_is_a_protocol_error(no_leaks: None) -> None:
@@ -332,7 +235,7 @@ def test_bad_content_length_is_a_protocol_error(no_leaks: None) -> None:
             serve_forever(b"fine")(conn, index)
 
     with (
-        Script(handler) as server,
+        RawServer(handler) as server,
         AtomicClientPool.connect(server.url, connections=1, reconnect=FAST) as pool,
     ):
         with pytest.raises(ProtocolError):
@@ -346,7 +249,7 @@ def test_connection_close_response_is_not_reused(no_leaks: None) -> None:
             conn.sendall(response(b"bye%d" % index, b"Connection: close"))
 
     with (
-        Script(handler) as server,
+        RawServer(handler) as server,
         AtomicClientPool.connect(server.url, connections=1, reconnect=FAST) as pool,
     ):
         # Each response closes its connection; the waiter is woken by the heal.
@@ -365,7 +268,7 @@ def test_close_delimited_body(no_leaks: None) -> None:
             conn.sendall(b"HTTP/1.1 200 OK\r\n\r\nuntil the end")
 
     with (
-        Script(handler) as server,
+        RawServer(handler) as server,
         AtomicClientPool.connect(server.url, connections=1, reconnect=FAST) as pool,
     ):
         assert pool.get("/").content == b"until the end"
@@ -386,7 +289,7 @@ def test_timed_out_request_never_leaks_its_late_response(no_leaks: None) -> None
         serve_forever(b"fresh")(conn, index)
 
     with (
-        Script(handler) as server,
+        RawServer(handler) as server,
         AtomicClientPool.connect(server.url, connections=1, reconnect=FAST) as pool,
     ):
         with pytest.raises(ReadTimeout):
@@ -409,7 +312,7 @@ class InterruptingReader(ResponseReader):
 
 def test_base_exception_mid_request_kills_the_connection(no_leaks: None) -> None:
     with (
-        Script(serve_forever()) as server,
+        RawServer(serve_forever()) as server,
         AtomicClientPool.connect(server.url, connections=1, reconnect=FAST) as pool,
     ):
         lease = pool.acquire(timeout=1)
@@ -421,7 +324,7 @@ def test_base_exception_mid_request_kills_the_connection(no_leaks: None) -> None
         assert not conn.alive
         lease.release()  # a dead connection goes to the healer, never back
         assert pool.get("/", acquire_timeout=2).content == b"ok"
-        assert server.accepted == 2
+        assert server.connections == 2
 
 
 def test_drip_server_is_cut_by_the_request_deadline(no_leaks: None) -> None:
@@ -442,7 +345,7 @@ def test_drip_server_is_cut_by_the_request_deadline(no_leaks: None) -> None:
     # Each byte arrives well within 0.25 s: only a deadline for the whole
     # request (not a timeout per recv) can cut this response.
     with (
-        Script(handler) as server,
+        RawServer(handler) as server,
         AtomicClientPool.connect(server.url, connections=1, reconnect=FAST) as pool,
         pytest.raises(ReadTimeout),
     ):
@@ -456,7 +359,7 @@ def test_pool_default_timeout(no_leaks: None) -> None:
         time.sleep(0.5)
 
     with (
-        Script(handler) as server,
+        RawServer(handler) as server,
         AtomicClientPool.connect(server.url, connections=1, timeout=0.1, reconnect=FAST) as pool,
     ):
         with pytest.raises(ReadTimeout) as info:
@@ -472,7 +375,7 @@ def test_write_timeout_when_the_server_does_not_read(no_leaks: None) -> None:
         stop.wait(3)  # never reads
 
     body = b"x" * (48 * 1024 * 1024)
-    with Script(handler) as server:
+    with RawServer(handler) as server:
         try:
             with (
                 AtomicClientPool.connect(server.url, connections=1, reconnect=FAST) as pool,
@@ -488,7 +391,7 @@ def test_write_timeout_when_the_server_does_not_read(no_leaks: None) -> None:
 
 def test_server_stop_and_restart(caplog: pytest.LogCaptureFixture, no_leaks: None) -> None:
     backoff = Backoff(initial=0.02, maximum=0.2, multiplier=2.0, jitter=0.2)
-    server = Script(serve_forever(b"up"))
+    server = RawServer(serve_forever(b"up"))
     port = server.port
     pool = AtomicClientPool.connect(server.url, connections=4, reconnect=backoff, connect_timeout=1)
     try:
@@ -512,7 +415,7 @@ def test_server_stop_and_restart(caplog: pytest.LogCaptureFixture, no_leaks: Non
         logged = [r for r in caplog.records if "reconnect" in r.getMessage()]
         assert 1 <= len(logged) < pool.stats().reconnect_failures
 
-        server = Script(serve_forever(b"back"), port=port)
+        server = RawServer(serve_forever(b"back"), port=port)
         # Back to full size within the backoff bound (0.2 s) plus slack for
         # thread scheduling on a loaded machine.
         assert wait_for(lambda: pool.available == 4, timeout=5.0)
@@ -524,7 +427,7 @@ def test_server_stop_and_restart(caplog: pytest.LogCaptureFixture, no_leaks: Non
 
 
 def test_waiter_is_woken_by_a_heal(no_leaks: None) -> None:
-    server = Script(serve_forever(b"up"))
+    server = RawServer(serve_forever(b"up"))
     port = server.port
     pool = AtomicClientPool.connect(server.url, connections=1, reconnect=FAST, connect_timeout=1)
     try:
@@ -539,7 +442,7 @@ def test_waiter_is_woken_by_a_heal(no_leaks: None) -> None:
         )
         waiter.start()
         assert wait_for(lambda: len(pool._waiters) == 1)
-        server = Script(serve_forever(b"healed"), port=port)
+        server = RawServer(serve_forever(b"healed"), port=port)
         waiter.join(5)
         assert got == [b"healed"]
     finally:
@@ -548,7 +451,7 @@ def test_waiter_is_woken_by_a_heal(no_leaks: None) -> None:
 
 
 def test_close_while_healing_joins_the_worker(no_leaks: None) -> None:
-    server = Script(serve_forever())
+    server = RawServer(serve_forever())
     pool = AtomicClientPool.connect(server.url, connections=2, reconnect=FAST)
     server.stop()
     # The server is gone: both slots fail and heal in the background.
@@ -563,7 +466,7 @@ def test_close_while_healing_joins_the_worker(no_leaks: None) -> None:
 
 
 def test_release_after_close_closes_the_connection(no_leaks: None) -> None:
-    with Script(serve_forever()) as server:
+    with RawServer(serve_forever()) as server:
         pool = AtomicClientPool.connect(server.url, connections=2)
         lease = pool.acquire(timeout=1)
         done = threading.Event()
@@ -586,7 +489,7 @@ def test_release_after_close_closes_the_connection(no_leaks: None) -> None:
 
 
 def test_connection_request_after_server_close_is_connection_closed() -> None:
-    with Script(close_after_each_response) as server:
+    with RawServer(close_after_each_response) as server:
         origin = Origin.parse(server.url)
         conn = open_connection(origin, tls=None, connect_timeout=1, reader=ResponseReader())
         try:

@@ -20,17 +20,16 @@ from collections.abc import Coroutine, Generator
 from types import TracebackType
 from typing import Any, Final
 
+from warmline._config import PoolConfig
 from warmline._policy import (
     DEFAULT,
     IDEMPOTENT_METHODS,
     Backoff,
     FailureLog,
-    Origin,
     PoolStats,
     StatsCounters,
     TimeoutArg,
 )
-from warmline._tls import client_context
 from warmline.aio._connection import Connection, open_connection
 from warmline.errors import (
     ConnectError,
@@ -45,9 +44,7 @@ from warmline.http11 import (
     DEFAULT_MAX_BODY_SIZE,
     DEFAULT_MAX_HEAD_SIZE,
     DEFAULT_MAX_HEADERS,
-    RequestWriter,
     Response,
-    ResponseReader,
 )
 from warmline.http11._writer import ContentArg, HeadersArg, ParamsArg
 
@@ -299,32 +296,20 @@ class ClientPool:
         ...         r = await slot.get("/ticker", params={"symbol": "BTCUSDT"})
     """
 
-    def __init__(
-        self,
-        origin: Origin,
-        *,
-        writer: RequestWriter,
-        connections: int,
-        tls: ssl.SSLContext | None,
-        connect_timeout: float | None,
-        timeout: float | None,
-        reconnect: Backoff,
-        idle_timeout: float | None,
-        retry_stale: bool,
-        limits: tuple[int, int, int],
-    ) -> None:
+    def __init__(self, config: PoolConfig) -> None:
         """Use :meth:`connect`; this only builds the empty pool."""
-        self.origin = origin
-        self._writer = writer
-        self._tls = tls
-        self._connect_timeout = connect_timeout
-        self._timeout = timeout
-        self._backoff = reconnect
-        self._idle_timeout = idle_timeout
-        self._retry_stale = retry_stale
-        self._limits = limits
+        self._config = config
+        self.origin = config.origin
+        # Copied out of the config: read on every request.
+        self._writer = config.writer
+        self._tls = config.tls
+        self._connect_timeout = config.connect_timeout
+        self._timeout = config.timeout
+        self._backoff = config.backoff
+        self._idle_timeout = config.idle_timeout
+        self._retry_stale = config.retry_stale
         self._loop = asyncio.get_running_loop()
-        self._slots = [_Slot(self) for _ in range(connections)]
+        self._slots = [_Slot(self) for _ in range(config.connections)]
         self._ready: list[_Slot] = []
         self._waiters: deque[asyncio.Future[_Slot]] = deque()
         self._healing: set[asyncio.Task[None]] = set()
@@ -384,28 +369,26 @@ class ClientPool:
             ConnectError: Fewer than ``require`` connections opened.
             InvalidRequest: A bad URL, header or option.
         """
-        origin = Origin.parse(url, uds=uds)
-        if connections < 1:
-            raise ValueError("connections must be >= 1")
-        need = connections if require is None else require
-        if not 0 <= need <= connections:
-            raise ValueError("require must be between 0 and connections")
-        writer_kwargs: dict[str, Any] = {"base_path": base_path, "headers": headers}
-        if user_agent is not None:
-            writer_kwargs["user_agent"] = user_agent
-        pool = cls(
-            origin,
-            writer=RequestWriter(origin.host_header, **writer_kwargs),
+        config = PoolConfig.build(
+            url,
+            base_path=base_path,
+            headers=headers,
             connections=connections,
-            tls=client_context(origin, tls),
+            tls=tls,
+            uds=uds,
             connect_timeout=connect_timeout,
             timeout=timeout,
-            reconnect=reconnect or Backoff(),
+            reconnect=reconnect,
             idle_timeout=idle_timeout,
             retry_stale=retry_stale,
-            limits=(max_head_size, max_headers, max_body_size),
+            require=require,
+            max_body_size=max_body_size,
+            max_head_size=max_head_size,
+            max_headers=max_headers,
+            user_agent=user_agent,
         )
-        await pool._connect_all(need)
+        pool = cls(config)
+        await pool._connect_all(config.need)
         return pool
 
     async def _connect_all(self, need: int) -> None:
@@ -451,8 +434,7 @@ class ClientPool:
         self._schedule_sweep()
 
     async def _open(self, slot: _Slot, connect_timeout: TimeoutArg = DEFAULT) -> None:
-        head, count, body = self._limits
-        reader = ResponseReader(max_head_size=head, max_headers=count, max_body_size=body)
+        reader = self._config.new_reader()
         slot.conn = await open_connection(
             self.origin,
             tls=self._tls,

@@ -54,17 +54,16 @@ from time import monotonic
 from types import TracebackType
 from typing import Any, Final
 
+from warmline._config import PoolConfig
 from warmline._policy import (
     DEFAULT,
     IDEMPOTENT_METHODS,
     Backoff,
     FailureLog,
-    Origin,
     PoolStats,
     StatsCounters,
     TimeoutArg,
 )
-from warmline._tls import client_context
 from warmline.errors import (
     ConnectError,
     ConnectionClosed,
@@ -77,9 +76,7 @@ from warmline.http11 import (
     DEFAULT_MAX_BODY_SIZE,
     DEFAULT_MAX_HEAD_SIZE,
     DEFAULT_MAX_HEADERS,
-    RequestWriter,
     Response,
-    ResponseReader,
 )
 from warmline.http11._writer import ContentArg, HeadersArg, ParamsArg
 from warmline.sync._connection import Connection, open_connection
@@ -321,32 +318,20 @@ class AtomicClientPool:
         ...     r = pool.get("/time")              # acquire + request + release
     """
 
-    def __init__(
-        self,
-        origin: Origin,
-        *,
-        writer: RequestWriter,
-        connections: int,
-        tls: ssl.SSLContext | None,
-        connect_timeout: float | None,
-        timeout: float | None,
-        reconnect: Backoff,
-        idle_timeout: float | None,
-        retry_stale: bool,
-        limits: tuple[int, int, int],
-    ) -> None:
+    def __init__(self, config: PoolConfig) -> None:
         """Use :meth:`connect`; this only builds the empty pool."""
-        self.origin = origin
+        self._config = config
+        self.origin = origin = config.origin
         self._origin_str = str(origin)
-        self._writer = writer
-        self._tls = tls
-        self._connect_timeout = connect_timeout
-        self._timeout = timeout
-        self._backoff = reconnect
-        self._idle_timeout = idle_timeout
-        self._retry_stale = retry_stale
-        self._limits = limits
-        self._slots = [_Slot(self) for _ in range(connections)]
+        # Copied out of the config: read on every request.
+        self._writer = config.writer
+        self._tls = config.tls
+        self._connect_timeout = config.connect_timeout
+        self._timeout = config.timeout
+        self._backoff = config.backoff
+        self._idle_timeout = config.idle_timeout
+        self._retry_stale = config.retry_stale
+        self._slots = [_Slot(self) for _ in range(config.connections)]
         self._ready: list[_Slot] = []
         self._waiters: deque[_Waiter] = deque()
         # Re-entrant: a lease's __del__ may run (and release) from the garbage
@@ -409,28 +394,26 @@ class AtomicClientPool:
             ConnectError: Fewer than ``require`` connections opened.
             InvalidRequest: A bad URL, header or option.
         """
-        origin = Origin.parse(url, uds=uds)
-        if connections < 1:
-            raise ValueError("connections must be >= 1")
-        need = connections if require is None else require
-        if not 0 <= need <= connections:
-            raise ValueError("require must be between 0 and connections")
-        writer_kwargs: dict[str, Any] = {"base_path": base_path, "headers": headers}
-        if user_agent is not None:
-            writer_kwargs["user_agent"] = user_agent
-        pool = cls(
-            origin,
-            writer=RequestWriter(origin.host_header, **writer_kwargs),
+        config = PoolConfig.build(
+            url,
+            base_path=base_path,
+            headers=headers,
             connections=connections,
-            tls=client_context(origin, tls),
+            tls=tls,
+            uds=uds,
             connect_timeout=connect_timeout,
             timeout=timeout,
-            reconnect=reconnect or Backoff(),
+            reconnect=reconnect,
             idle_timeout=idle_timeout,
             retry_stale=retry_stale,
-            limits=(max_head_size, max_headers, max_body_size),
+            require=require,
+            max_body_size=max_body_size,
+            max_head_size=max_head_size,
+            max_headers=max_headers,
+            user_agent=user_agent,
         )
-        pool._connect_all(need)
+        pool = cls(config)
+        pool._connect_all(config.need)
         return pool
 
     def _connect_all(self, need: int) -> None:
@@ -508,8 +491,7 @@ class AtomicClientPool:
             return list(results)
 
     def _open(self, connect_timeout: TimeoutArg = DEFAULT) -> Connection:
-        head, count, body = self._limits
-        reader = ResponseReader(max_head_size=head, max_headers=count, max_body_size=body)
+        reader = self._config.new_reader()
         return open_connection(
             self.origin,
             tls=self._tls,
@@ -615,7 +597,8 @@ class AtomicClientPool:
             # Connection: close): never reused.
             self._heal(slot)
             return
-        slot.idle_since = monotonic()
+        if self._idle_timeout is not None:
+            slot.idle_since = monotonic()  # only idle_timeout reads it
         slot.state = _READY
         self._ready.append(slot)
         # Append first, then look: see the module docstring.

@@ -17,14 +17,20 @@ __all__ = [
     "ConnectError",
     "ConnectTimeout",
     "ConnectionClosed",
+    "DecodingError",
+    "HTTPStatusError",
     "InvalidRequest",
     "PoolClosed",
     "PoolError",
     "PoolTimeout",
     "ProtocolError",
+    "ProxyError",
+    "RateLimited",
     "ReadTimeout",
     "ResponseTooLarge",
+    "StreamClosed",
     "Timeout",
+    "TooManyRedirects",
     "WarmlineError",
     "WriteTimeout",
 ]
@@ -139,3 +145,87 @@ class ResponseTooLarge(ProtocolError):
 
 class InvalidRequest(WarmlineError):
     """The request cannot be sent as given (CR/LF/NUL in a header, bad URL...)."""
+
+
+class DecodingError(ProtocolError):
+    """A response body's Content-Encoding could not be decoded (corrupt stream)."""
+
+
+class ProxyError(ConnectError):
+    """The proxy refused or failed to open the tunnel.
+
+    Attributes:
+        proxy: The proxy's URL without credentials.
+        status: The proxy's HTTP status (407, 403, 502...) or SOCKS5 reply
+            code, when it answered.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        proxy: str | None = None,
+        status: int | None = None,
+        origin: str | None = None,
+        method: str | None = None,
+        path: str | None = None,
+    ) -> None:
+        super().__init__(message, origin=origin, method=method, path=path)
+        self.proxy = proxy
+        self.status = status
+
+
+class HTTPStatusError(WarmlineError):
+    """``Response.raise_for_status()`` met a 4xx or 5xx status.
+
+    Attributes:
+        status: The response's status code.
+        response: The response itself (not kept when the error is pickled).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 0,
+        response: Any = None,
+        origin: str | None = None,
+        method: str | None = None,
+        path: str | None = None,
+    ) -> None:
+        super().__init__(message, origin=origin, method=method, path=path)
+        self.status = status
+        self.response = response
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        state = dict(self.__dict__)
+        state["response"] = None  # a response holds buffers and a connection's state
+        return (type(self), (self.message,), state)
+
+
+class TooManyRedirects(WarmlineError):
+    """A request was redirected more than ``max_redirects`` times."""
+
+
+class RateLimited(WarmlineError):
+    """A rate limiter would make the caller wait past its timeout.
+
+    Attributes:
+        retry_after: Seconds until enough budget is back, when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        origin: str | None = None,
+        method: str | None = None,
+        path: str | None = None,
+    ) -> None:
+        super().__init__(message, origin=origin, method=method, path=path)
+        self.retry_after = retry_after
+
+
+class StreamClosed(WarmlineError):
+    """A streamed response's body was read after the stream was closed or released."""

@@ -7,26 +7,34 @@ asyncio, ``AtomicClientPool`` for threads, on one sans-I/O HTTP/1.1 core.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from warmline._policy import Backoff, PoolStats
+from warmline._policy import Backoff, Limits, PoolStats, Timeouts
 from warmline.aio import ClientPool, ClientSlot
+from warmline.aio._client import AsyncClient
 from warmline.errors import (
     ConnectError,
     ConnectionClosed,
     ConnectTimeout,
+    DecodingError,
+    HTTPStatusError,
     InvalidRequest,
     PoolClosed,
     PoolError,
     PoolTimeout,
     ProtocolError,
+    ProxyError,
+    RateLimited,
     ReadTimeout,
     ResponseTooLarge,
+    StreamClosed,
     Timeout,
+    TooManyRedirects,
     WarmlineError,
     WriteTimeout,
 )
 from warmline.http11 import Headers, RequestWriter, Response, ResponseReader
 from warmline.objpool import LocalPool, Pooled, SyncPool
 from warmline.sync import AtomicClientPool, AtomicClientSlot
+from warmline.sync._client import Client
 
 try:
     __version__ = version("warmline")
@@ -34,6 +42,11 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [
+    # clients (any URL)
+    "AsyncClient",
+    "Client",
+    "Limits",
+    "Timeouts",
     # pools of connections
     "AtomicClientPool",
     "AtomicClientSlot",
@@ -54,14 +67,20 @@ __all__ = [
     "ConnectError",
     "ConnectTimeout",
     "ConnectionClosed",
+    "DecodingError",
+    "HTTPStatusError",
     "InvalidRequest",
     "PoolClosed",
     "PoolError",
     "PoolTimeout",
     "ProtocolError",
+    "ProxyError",
+    "RateLimited",
     "ReadTimeout",
     "ResponseTooLarge",
+    "StreamClosed",
     "Timeout",
+    "TooManyRedirects",
     "WarmlineError",
     "WriteTimeout",
     # version

@@ -11,7 +11,9 @@ import dataclasses
 import ssl
 from typing import Any
 
-from warmline._policy import Backoff, Origin
+from warmline._policy import Backoff, Origin, Timeouts
+from warmline._pool import Admission, PoolCore, check_timeout
+from warmline._sockopts import LocalAddress
 from warmline._tls import client_context
 from warmline.http11 import RequestWriter, ResponseReader
 from warmline.http11._writer import HeadersArg
@@ -36,6 +38,14 @@ class PoolConfig:
     max_head_size: int
     max_headers: int
     max_body_size: int
+    max_lifetime: float | None = None
+    keep_alive: bool = True
+    tcp_keepalive: bool = False
+    local_address: LocalAddress = None
+    read_timeout: float | None = None
+    pool_timeout: float | None = None
+    lazy: bool = False
+    admission: Admission | None = None
 
     @classmethod
     def build(
@@ -48,7 +58,7 @@ class PoolConfig:
         tls: ssl.SSLContext | bool | None,
         uds: str | None,
         connect_timeout: float | None,
-        timeout: float | None,
+        timeout: float | Timeouts | None,
         reconnect: Backoff | None,
         idle_timeout: float | None,
         retry_stale: bool,
@@ -57,6 +67,12 @@ class PoolConfig:
         max_head_size: int,
         max_headers: int,
         user_agent: str | None,
+        max_lifetime: float | None = None,
+        keep_alive: bool = True,
+        tcp_keepalive: bool = False,
+        local_address: LocalAddress = None,
+        lazy: bool = False,
+        admission: Admission | None = None,
     ) -> PoolConfig:
         """Validate the options of ``connect()``.
 
@@ -65,11 +81,33 @@ class PoolConfig:
             ValueError: ``connections`` below 1, ``require`` out of range.
         """
         origin = Origin.parse(url, uds=uds)
-        if connections < 1:
-            raise ValueError("connections must be >= 1")
+        _check_int(connections, "connections", 1)
         need = connections if require is None else require
-        if not 0 <= need <= connections:
-            raise ValueError("require must be between 0 and connections")
+        _check_int(need, "require", 0)
+        if need > connections:
+            raise ValueError(f"require must be between 0 and connections, got {require!r}")
+        for value, name in ((max_body_size, "max_body_size"), (max_head_size, "max_head_size")):
+            _check_int(value, name, 1)
+        _check_int(max_headers, "max_headers", 1)
+        read_timeout = pool_timeout = None
+        if isinstance(timeout, Timeouts):
+            # A Timeouts sets the connect timeout too (the connect_timeout
+            # keyword is for a float timeout).
+            connect_timeout, read_timeout = timeout.connect, timeout.read
+            pool_timeout, timeout = timeout.pool, timeout.total
+        connect_timeout = check_timeout(connect_timeout, "connect_timeout")
+        timeout = check_timeout(timeout, "timeout")
+        max_lifetime = check_timeout(max_lifetime, "max_lifetime")
+        if max_lifetime == 0:
+            raise ValueError("max_lifetime must be > 0 seconds (or None)")
+        idle_timeout = check_timeout(idle_timeout, "idle_timeout")
+        if idle_timeout == 0:
+            raise ValueError("idle_timeout must be > 0 seconds (or None)")
+        if reconnect is not None and not isinstance(reconnect, Backoff):
+            raise TypeError(f"reconnect must be a warmline.Backoff, got {reconnect!r}")
+        if not keep_alive:
+            # RFC 9112 §9.6: tell the server this connection ends here.
+            headers = {**dict(headers or {}), "Connection": "close"}
         writer_kwargs: dict[str, Any] = {"base_path": base_path, "headers": headers}
         if user_agent is not None:
             writer_kwargs["user_agent"] = user_agent
@@ -87,7 +125,38 @@ class PoolConfig:
             max_head_size=max_head_size,
             max_headers=max_headers,
             max_body_size=max_body_size,
+            max_lifetime=max_lifetime,
+            keep_alive=keep_alive,
+            tcp_keepalive=tcp_keepalive,
+            local_address=local_address,
+            read_timeout=read_timeout,
+            pool_timeout=pool_timeout,
+            lazy=lazy,
+            admission=admission,
         )
+
+    def new_core(self) -> PoolCore[Any]:
+        """The pool core (slots, rules) for a pool with these settings."""
+        return PoolCore(
+            self.connections,
+            backoff=self.backoff,
+            idle_timeout=self.idle_timeout,
+            max_lifetime=self.max_lifetime,
+            lazy=self.lazy,
+            keep_alive=self.keep_alive,
+            retry_stale=self.retry_stale,
+            origin=str(self.origin),
+            admission=self.admission,
+        )
+
+    def connect_options(self) -> dict[str, Any]:
+        """The keyword arguments of both shells' ``open_connection``."""
+        return {
+            "tls": self.tls,
+            "local_address": self.local_address,
+            "tcp_keepalive": self.tcp_keepalive,
+            "read_timeout": self.read_timeout,
+        }
 
     def new_reader(self) -> ResponseReader:
         """A response reader with this pool's limits, for a new connection."""
@@ -96,3 +165,10 @@ class PoolConfig:
             max_headers=self.max_headers,
             max_body_size=self.max_body_size,
         )
+
+
+def _check_int(value: object, name: str, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")

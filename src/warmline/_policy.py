@@ -26,10 +26,12 @@ __all__ = [
     "Backoff",
     "Default",
     "FailureLog",
+    "Limits",
     "Origin",
     "PoolStats",
     "StatsCounters",
     "TimeoutArg",
+    "Timeouts",
 ]
 
 log = logging.getLogger("warmline")
@@ -286,3 +288,69 @@ class StatsCounters:
             reconnecting=reconnecting,
             size=size,
         )
+
+
+def _seconds(owner: str, name: str, value: object, *, positive: bool = False) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{owner}.{name} must be a number of seconds or None, got {value!r}")
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        bound = "> 0" if positive else ">= 0"
+        raise ValueError(f"{owner}.{name} must be a finite number {bound} or None, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Timeouts:
+    """How long each phase of a request may take, in seconds (None: no limit).
+
+    Args:
+        connect: Opening one connection, TCP and TLS handshakes included.
+        read: The longest gap between two received bytes of a response
+            (inactivity: a silently dropped connection cannot hang a request).
+        write: Sending the request.
+        pool: Waiting for a connection (a free slot or a permit under the
+            client's limits); None: ``total``, or no limit.
+        total: The whole request, from the call to the last byte.
+
+    A float where a ``Timeouts`` is accepted means ``total``. With the
+    defaults no request can hang forever: a connect gives up after 10 s and a
+    silent peer after 60 s.
+
+    Example:
+        >>> Timeouts(total=2.0).connect
+        10.0
+    """
+
+    connect: float | None = 10.0
+    read: float | None = 60.0
+    write: float | None = None
+    pool: float | None = None
+    total: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("connect", "read", "write", "pool", "total"):
+            _seconds("Timeouts", name, getattr(self, name))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Limits:
+    """How many connections a client keeps open (or opening) at once.
+
+    Args:
+        total: Across every origin; a request over it waits (FIFO), and the
+            least recently used idle connection of another origin is closed
+            to make room.
+        per_host: Per origin (scheme, host, port; a Unix socket path).
+    """
+
+    total: int = 100
+    per_host: int = 10
+
+    def __post_init__(self) -> None:
+        for name in ("total", "per_host"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"Limits.{name} must be an int >= 1, got {value!r}")
+        if self.per_host > self.total:
+            raise ValueError("Limits.per_host must not exceed Limits.total")

@@ -10,12 +10,13 @@ were written. A dead connection is never reused.
 from __future__ import annotations
 
 import asyncio
-import socket
+import contextlib
 import ssl
 from collections.abc import Callable
 from typing import Any, cast
 
 from warmline._policy import Origin
+from warmline._sockopts import LocalAddress, local_addr, tune
 from warmline._tls import describe_tls_error
 from warmline.errors import (
     ConnectError,
@@ -58,6 +59,12 @@ class Connection(asyncio.Protocol):
         # without serving counts as a failed reconnect (backoff applies).
         self.served = False
         self.opened_at = 0.0  # loop.time() when connected
+        self.tcp_keepalive = False
+        # The longest gap allowed between received bytes (None: no limit);
+        # _last_rx is read only when it is set.
+        self.read_timeout: float | None = None
+        self._deadline: float | None = None
+        self._last_rx = 0.0
 
     # -- asyncio.Protocol -------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -66,11 +73,12 @@ class Connection(asyncio.Protocol):
         self.alive = self.idle = True
         self.opened_at = self._loop.time()
         sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            # Small requests must leave at once, not wait for Nagle's ACK.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if sock is not None:
+            tune(sock, tcp_keepalive=self.tcp_keepalive)
 
     def data_received(self, data: bytes) -> None:
+        if self.read_timeout is not None:
+            self._last_rx = self._loop.time()
         try:
             response = self._reader.feed(data)
         except WarmlineError as exc:
@@ -150,7 +158,16 @@ class Connection(asyncio.Protocol):
         waiter: asyncio.Future[Response] = self._loop.create_future()
         self._waiter = waiter
         self._transport.write(data)  # type: ignore[union-attr]  # idle implies a transport
-        if deadline is not None:
+        read = self.read_timeout
+        if read is not None:
+            self._deadline = deadline
+            self._last_rx = now = self._loop.time()
+            at = now + read
+            self._timer = self._loop.call_at(
+                at if deadline is None or at < deadline else deadline, self._on_deadline
+            )
+        elif deadline is not None:
+            self._deadline = deadline
             self._timer = self._loop.call_at(deadline, self._on_deadline)
         return waiter
 
@@ -159,10 +176,35 @@ class Connection(asyncio.Protocol):
         self._waiter = None
         self._kill()
 
-    def close(self) -> None:
-        """Close the connection (idempotent)."""
+    def close(self, error: WarmlineError | None = None) -> None:
+        """Close the connection (idempotent).
+
+        Args:
+            error: Fail a request in flight with this (a slot released under
+                it, a pool closed); without one, nobody waits any more.
+        """
+        waiter = self._waiter
         self._waiter = None
+        if self._loop.is_closed():
+            self._close_without_loop()
+            return
         self._kill()
+        if waiter is not None and error is not None and not waiter.done():
+            waiter.set_exception(error)
+
+    def _close_without_loop(self) -> None:
+        # The loop has ended (a lease collected after asyncio.run returned):
+        # the transport cannot schedule anything any more, so close its
+        # socket directly instead of leaving it to a ResourceWarning.
+        self.alive = self.idle = False
+        self._timer = None
+        transport = self._transport
+        if transport is None:
+            return
+        sock = transport.get_extra_info("socket")
+        raw = getattr(sock, "_sock", sock)  # asyncio wraps it in a TransportSocket
+        with contextlib.suppress(Exception):
+            raw.close()
 
     # -- internals ---------------------------------------------------------
     def _on_deadline(self) -> None:
@@ -172,11 +214,20 @@ class Connection(asyncio.Protocol):
             return
         transport = self._transport
         unsent = transport is not None and transport.get_write_buffer_size() > 0
-        exc: WarmlineError = (
-            WriteTimeout("request not sent before the timeout")
-            if unsent
-            else ReadTimeout("response not complete before the timeout")
-        )
+        read = self.read_timeout
+        deadline = self._deadline
+        now = self._loop.time()
+        if not unsent and read is not None and (deadline is None or now < deadline):
+            quiet_until = self._last_rx + read
+            if quiet_until > now:  # bytes came in meanwhile: wait for the next gap
+                at = quiet_until if deadline is None or quiet_until < deadline else deadline
+                self._timer = self._loop.call_at(at, self._on_deadline)
+                return
+            exc: WarmlineError = ReadTimeout(f"no byte received for {read} s (read timeout)")
+        elif unsent:
+            exc = WriteTimeout("request not sent before the timeout")
+        else:
+            exc = ReadTimeout("response not complete before the timeout")
         self._waiter = None
         waiter.set_exception(exc)
         self._kill()
@@ -210,6 +261,9 @@ async def open_connection(
     connect_timeout: float | None,
     reader: ResponseReader,
     on_lost: Callable[[Connection], None] | None = None,
+    local_address: LocalAddress = None,
+    tcp_keepalive: bool = False,
+    read_timeout: float | None = None,
 ) -> Connection:
     """Open a connection to ``origin`` (TCP, TLS or Unix socket).
 
@@ -221,7 +275,10 @@ async def open_connection(
     loop = asyncio.get_running_loop()
 
     def factory() -> Connection:
-        return Connection(loop, reader, on_lost)
+        conn = Connection(loop, reader, on_lost)
+        conn.tcp_keepalive = tcp_keepalive
+        conn.read_timeout = read_timeout
+        return conn
 
     kwargs: dict[str, Any] = {}
     if tls is not None:
@@ -231,6 +288,9 @@ async def open_connection(
             if origin.uds is not None:
                 _, proto = await loop.create_unix_connection(factory, origin.uds, **kwargs)
             else:
+                bind = local_addr(local_address)
+                if bind is not None:
+                    kwargs["local_addr"] = bind
                 _, proto = await loop.create_connection(factory, origin.host, origin.port, **kwargs)
     except TimeoutError as exc:
         raise ConnectTimeout(

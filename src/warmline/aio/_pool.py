@@ -1,13 +1,11 @@
 """ClientPool: pre-connected, self-healing HTTP/1.1 slots for asyncio.
 
-A pool owns N slots; each slot owns one keep-alive connection and its response
-reader (the request writer, with its cache of built requests, is shared by the
-pool's slots). Ready slots sit on a LIFO stack, so the warmest connection goes
-out first. ``try_acquire()`` never awaits; ``acquire()`` waits in a FIFO that a
-release or a healed slot wakes at once. A dead slot is healed in the background
-with jittered exponential backoff until the pool closes.
-
-Everything here runs on the event loop thread: no locks.
+The asyncio shell of the pool core (:mod:`warmline._pool`): the core keeps
+the slots, the ready stack, the waiter queue and the heal rules; this module
+only does the I/O and the waiting, on the pool's event loop: connections are
+``asyncio.Protocol`` objects, a waiter is a future, a heal is a task that
+sleeps until the core's next attempt. No locks: everything runs on the loop
+thread, and a release from any other thread hops onto it.
 """
 
 from __future__ import annotations
@@ -15,30 +13,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections import deque
+from asyncio.events import _get_running_loop
 from collections.abc import Coroutine, Generator
 from types import TracebackType
 from typing import Any, Final
 
 from warmline._config import PoolConfig
-from warmline._policy import (
-    DEFAULT,
-    IDEMPOTENT_METHODS,
-    Backoff,
-    FailureLog,
-    PoolStats,
-    StatsCounters,
-    TimeoutArg,
-)
+from warmline._policy import DEFAULT, Backoff, FailureLog, PoolStats, TimeoutArg, Timeouts
+from warmline._pool import Plan, PoolCore, Slot, Waiter, check_timeout, connect_verdict
+from warmline._pool._state import HEALING, IN_USE, OPENING, READY
+from warmline._pool._verbs import PoolVerbs, SlotVerbs
+from warmline._sockopts import LocalAddress
 from warmline.aio._connection import Connection, open_connection
 from warmline.errors import (
-    ConnectError,
     ConnectionClosed,
-    ConnectTimeout,
     PoolClosed,
     PoolError,
     PoolTimeout,
     WarmlineError,
+    WriteTimeout,
 )
 from warmline.http11 import (
     DEFAULT_MAX_BODY_SIZE,
@@ -50,54 +43,41 @@ from warmline.http11._writer import ContentArg, HeadersArg, ParamsArg
 
 __all__ = ["ClientPool", "ClientSlot"]
 
-# A connection that stayed up this long before dying proves the server works
-# (an idle close by a keep-alive timeout), even if it never served a request.
-_PROVEN_AFTER_S: Final = 1.0
+_ASlot = Slot[Connection]
+ResponseCoro = Coroutine[Any, Any, Response]
 
-_READY: Final = 0
-_IN_USE: Final = 1
-_HEALING: Final = 2
-_CLOSED: Final = 3
+_RELEASED_IN_FLIGHT: Final = "the slot was released while its request was in flight"
 
 
-class _Slot:
-    """Pool-internal state of one slot; users hold a ClientSlot lease instead."""
+class _Waiter(Waiter):
+    __slots__ = ("future",)
 
-    __slots__ = ("conn", "failures", "idle_since", "pool", "state")
-
-    def __init__(self, pool: ClientPool) -> None:
-        self.pool = pool
-        self.conn: Connection | None = None
-        self.state = _HEALING
-        self.idle_since = 0.0
-        # Reconnects in a row whose connection failed, or died without serving
-        # a response; the next attempt waits Backoff.delay(failures).
-        self.failures = 0
-
-    def on_conn_lost(self, conn: Connection) -> None:
-        # Called by the protocol when its connection ends. A ready slot whose
-        # connection died while idle (server closed it, network reset) is
-        # healed now, not when the next caller trips over it.
-        if conn is self.conn and self.state == _READY:
-            self.pool._evict_ready(self)
+    def __init__(self, future: asyncio.Future[None]) -> None:
+        super().__init__()
+        self.future = future
 
 
-class ClientSlot:
+class ClientSlot(SlotVerbs[ResponseCoro]):
     """A leased slot: send requests on one warm connection, then release.
 
     Returned by ``try_acquire()`` and ``acquire()``. Use it as a context
     manager (``with slot:`` releases on exit) or call ``release()``. After
-    release, the lease is spent: using it again raises PoolError.
+    release, the lease is spent: using it again raises PoolError. One request
+    at a time: a second one while the first is in flight raises PoolError,
+    and releasing the slot under a request in flight fails that request at
+    once with PoolError. A lease may be released (or garbage-collected) on
+    any thread; the release is carried out on the pool's loop.
     """
 
-    __slots__ = ("_slot",)
+    __slots__ = ("_pool", "_slot")
 
-    def __init__(self, slot: _Slot) -> None:
-        self._slot: _Slot | None = slot
+    def __init__(self, pool: ClientPool, slot: _ASlot) -> None:
+        self._pool = pool
+        self._slot: _ASlot | None = slot
 
     def __repr__(self) -> str:
-        s = self._slot
-        return "<ClientSlot released>" if s is None else f"<ClientSlot {s.pool.origin}>"
+        where = "released" if self._slot is None else str(self._pool.origin)
+        return f"<ClientSlot {where}>"
 
     def __enter__(self) -> ClientSlot:
         return self
@@ -106,7 +86,8 @@ class ClientSlot:
         self.release()
 
     def __del__(self) -> None:
-        # A lease dropped without release() must not drain the pool.
+        # A lease dropped without release() must not drain the pool. This may
+        # run on any thread, after the loop closed: release() copes.
         if self._slot is not None:
             with contextlib.suppress(Exception):
                 self.release()
@@ -116,35 +97,11 @@ class ClientSlot:
         slot = self._slot
         if slot is not None:
             self._slot = None
-            slot.pool._release(slot)
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: ParamsArg | None = None,
-        headers: HeadersArg | None = None,
-        content: ContentArg | None = None,
-        json: Any = None,
-        timeout: TimeoutArg = DEFAULT,
-    ) -> Coroutine[Any, Any, Response]:
-        """Send one request on this slot's connection; await the response.
-
-        Args:
-            method: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS.
-            path: Absolute path (``/...``), appended to the pool's base_path.
-            params: Query parameters, percent-encoded.
-            headers: Per-request headers (replace defaults of the same name).
-            content: Raw body. json: Body serialised as JSON.
-            timeout: Seconds for the whole request; None for none; the pool's
-                ``timeout`` when not given.
-
-        Raises:
-            ReadTimeout, WriteTimeout, ConnectionClosed, ProtocolError,
-            ResponseTooLarge, InvalidRequest, ConnectError.
-        """
-        return self._send(method, path, params, headers, content, json, timeout)
+            pool = self._pool
+            if _get_running_loop() is pool._loop:
+                pool._release(slot)
+            else:
+                pool._release_elsewhere(slot)
 
     def _send(
         self,
@@ -155,107 +112,14 @@ class ClientSlot:
         content: ContentArg | None,
         json: Any,
         timeout: TimeoutArg,
-    ) -> Coroutine[Any, Any, Response]:
+    ) -> ResponseCoro:
         # A plain method returning the pool's coroutine: one coroutine frame
         # per request instead of one per layer.
         slot = self._slot
         if slot is None:
             raise PoolError("this slot was released; acquire a new one")
-        return slot.pool._request(slot, method, path, params, headers, content, json, timeout, self)
-
-    # The verbs spell their keywords out and pass them on by position:
-    # forwarding **kwargs costs ~0.4 us per call on CPython 3.11 (timeit),
-    # several percent of a whole request.
-    def get(
-        self,
-        path: str,
-        *,
-        params: ParamsArg | None = None,
-        headers: HeadersArg | None = None,
-        content: ContentArg | None = None,
-        json: Any = None,
-        timeout: TimeoutArg = DEFAULT,
-    ) -> Coroutine[Any, Any, Response]:
-        """``request("GET", ...)``."""
-        return self._send("GET", path, params, headers, content, json, timeout)
-
-    def head(
-        self,
-        path: str,
-        *,
-        params: ParamsArg | None = None,
-        headers: HeadersArg | None = None,
-        content: ContentArg | None = None,
-        json: Any = None,
-        timeout: TimeoutArg = DEFAULT,
-    ) -> Coroutine[Any, Any, Response]:
-        """``request("HEAD", ...)``."""
-        return self._send("HEAD", path, params, headers, content, json, timeout)
-
-    def post(
-        self,
-        path: str,
-        *,
-        params: ParamsArg | None = None,
-        headers: HeadersArg | None = None,
-        content: ContentArg | None = None,
-        json: Any = None,
-        timeout: TimeoutArg = DEFAULT,
-    ) -> Coroutine[Any, Any, Response]:
-        """``request("POST", ...)``."""
-        return self._send("POST", path, params, headers, content, json, timeout)
-
-    def put(
-        self,
-        path: str,
-        *,
-        params: ParamsArg | None = None,
-        headers: HeadersArg | None = None,
-        content: ContentArg | None = None,
-        json: Any = None,
-        timeout: TimeoutArg = DEFAULT,
-    ) -> Coroutine[Any, Any, Response]:
-        """``request("PUT", ...)``."""
-        return self._send("PUT", path, params, headers, content, json, timeout)
-
-    def patch(
-        self,
-        path: str,
-        *,
-        params: ParamsArg | None = None,
-        headers: HeadersArg | None = None,
-        content: ContentArg | None = None,
-        json: Any = None,
-        timeout: TimeoutArg = DEFAULT,
-    ) -> Coroutine[Any, Any, Response]:
-        """``request("PATCH", ...)``."""
-        return self._send("PATCH", path, params, headers, content, json, timeout)
-
-    def delete(
-        self,
-        path: str,
-        *,
-        params: ParamsArg | None = None,
-        headers: HeadersArg | None = None,
-        content: ContentArg | None = None,
-        json: Any = None,
-        timeout: TimeoutArg = DEFAULT,
-    ) -> Coroutine[Any, Any, Response]:
-        """``request("DELETE", ...)``."""
-        return self._send("DELETE", path, params, headers, content, json, timeout)
-
-    def options(
-        self,
-        path: str,
-        *,
-        params: ParamsArg | None = None,
-        headers: HeadersArg | None = None,
-        content: ContentArg | None = None,
-        json: Any = None,
-        timeout: TimeoutArg = DEFAULT,
-    ) -> Coroutine[Any, Any, Response]:
-        """``request("OPTIONS", ...)``."""
-        return self._send("OPTIONS", path, params, headers, content, json, timeout)
+        pool = self._pool
+        return pool._request(slot, method, path, params, headers, content, json, timeout, self)
 
 
 class _Acquire:
@@ -283,11 +147,12 @@ class _Acquire:
             self._lease = None
 
 
-class ClientPool:
+class ClientPool(PoolVerbs[ResponseCoro]):
     """Pre-connected, self-healing pool of HTTP/1.1 connections to one origin.
 
     Make one with ``await ClientPool.connect(url, ...)``; see that method for
-    the options. All methods must be called from the event loop that made it.
+    the options. A pool belongs to the event loop that made it: from another
+    loop, or after that loop ended, its methods raise PoolError.
 
     Example:
         >>> async with await ClientPool.connect("http://127.0.0.1:8080") as pool:
@@ -300,22 +165,15 @@ class ClientPool:
         """Use :meth:`connect`; this only builds the empty pool."""
         self._config = config
         self.origin = config.origin
+        self._origin = str(config.origin)
         # Copied out of the config: read on every request.
         self._writer = config.writer
-        self._tls = config.tls
-        self._connect_timeout = config.connect_timeout
         self._timeout = config.timeout
-        self._backoff = config.backoff
-        self._idle_timeout = config.idle_timeout
-        self._retry_stale = config.retry_stale
         self._loop = asyncio.get_running_loop()
-        self._slots = [_Slot(self) for _ in range(config.connections)]
-        self._ready: list[_Slot] = []
-        self._waiters: deque[asyncio.Future[_Slot]] = deque()
+        self._core: PoolCore[Connection] = config.new_core()
+        self._stats = self._core.stats
+        self._core.shell = self
         self._healing: set[asyncio.Task[None]] = set()
-        self._stats = StatsCounters()
-        self._in_use = 0
-        self._closed = False
         self._failure_log = FailureLog()
         self._sweeper: asyncio.TimerHandle | None = None
 
@@ -331,7 +189,7 @@ class ClientPool:
         tls: ssl.SSLContext | bool | None = None,
         uds: str | None = None,
         connect_timeout: float | None = 5.0,
-        timeout: float | None = None,
+        timeout: float | Timeouts | None = None,
         reconnect: Backoff | None = None,
         idle_timeout: float | None = None,
         retry_stale: bool = True,
@@ -340,8 +198,15 @@ class ClientPool:
         max_head_size: int = DEFAULT_MAX_HEAD_SIZE,
         max_headers: int = DEFAULT_MAX_HEADERS,
         user_agent: str | None = None,
+        max_lifetime: float | None = None,
+        keep_alive: bool = True,
+        tcp_keepalive: bool = False,
+        local_address: LocalAddress = None,
     ) -> ClientPool:
         """Open ``connections`` warm connections to ``url``, all at once.
+
+        The options are those of ``AtomicClientPool.connect`` (one behaviour
+        for both shells); see :class:`warmline._config.PoolConfig`.
 
         Args:
             url: ``http://host[:port]``, ``https://host[:port]`` or
@@ -353,7 +218,10 @@ class ClientPool:
                 ``ssl.SSLContext`` of yours; False with https is an error.
             uds: Connect through this Unix socket (Host comes from ``url``).
             connect_timeout: Seconds to open one connection (TLS included).
-            timeout: Default seconds for a whole request; None for none.
+            timeout: Default seconds for a whole request; None for none. Also
+                the default wait for a slot in ``pool.get()`` and friends. A
+                ``warmline.Timeouts`` sets connect, read (inactivity), pool
+                (the wait for a slot) and total at once.
             reconnect: Backoff policy for healing dead slots.
             idle_timeout: Reconnect a slot idle longer than this before reuse
                 (set it below the server's keep-alive timeout).
@@ -361,13 +229,24 @@ class ClientPool:
                 connection when its kept-alive connection turned out closed
                 before any response byte.
             require: Fail unless at least this many connect (default: all);
-                the others heal in the background.
+                the others heal in the background. 0 returns at once, every
+                slot opening in the background.
             max_body_size, max_head_size, max_headers: Response limits.
             user_agent: User-Agent header; None for warmline's default.
+            max_lifetime: Replace a connection older than this when it is
+                next idle (never mid-request); reconnects resolve the name again.
+            keep_alive: False: every request opens a connection, sends
+                ``Connection: close``, and closes it after the response.
+            tcp_keepalive: SO_KEEPALIVE with short probes (a silently dead
+                peer is noticed within about a minute).
+            local_address: Source address of every connection
+                (``"127.0.0.2"`` or ``(host, port)``).
 
         Raises:
-            ConnectError: Fewer than ``require`` connections opened.
-            InvalidRequest: A bad URL, header or option.
+            ConnectError: Fewer than ``require`` connections opened
+                (ConnectTimeout when every attempt timed out).
+            InvalidRequest: A bad URL or header.
+            ValueError, TypeError: An option out of range or of the wrong type.
         """
         config = PoolConfig.build(
             url,
@@ -386,91 +265,159 @@ class ClientPool:
             max_head_size=max_head_size,
             max_headers=max_headers,
             user_agent=user_agent,
+            max_lifetime=max_lifetime,
+            keep_alive=keep_alive,
+            tcp_keepalive=tcp_keepalive,
+            local_address=local_address,
         )
         pool = cls(config)
         await pool._connect_all(config.need)
         return pool
 
     async def _connect_all(self, need: int) -> None:
-        results = await asyncio.gather(
-            *(self._open(slot) for slot in self._slots), return_exceptions=True
-        )
-        failures = [r for r in results if isinstance(r, BaseException)]
-        if len(self._slots) - len(failures) < need:
-            await self.close()
-            first = failures[0]
-            if not isinstance(first, Exception):
-                raise first
-            # All timed out: say so with the class, so callers catching
-            # ConnectTimeout see it (it is also a ConnectError).
-            timed_out = all(isinstance(f, ConnectTimeout) for f in failures)
-            reason = first.message if isinstance(first, WarmlineError) else str(first)
-            raise (ConnectTimeout if timed_out else ConnectError)(
-                f"{len(self._slots) - len(failures)} of {len(self._slots)} connections "
-                f"opened, {need} required: {reason}",
-                origin=str(self.origin),
-            ) from first
-        for slot, result in zip(self._slots, results, strict=True):
-            if isinstance(result, BaseException):
-                self._heal(slot)
-            else:
-                self._put_ready(slot)
-        if self._idle_timeout is not None:
+        core = self._core
+        slots = core.start_connect()
+        if need == 0:
+            # Nothing required: every slot opens in the background.
+            plan: Plan[Connection] = Plan()
+            now = self._loop.time()
+            for slot in slots:
+                core.open_failed(slot, now, plan)  # OPENING -> HEALING, due now
+                slot.failures = 0
+                slot.next_attempt = now
+            self._carry_out(plan)
+        else:
+            results = await asyncio.gather(
+                *(self._open_conn(slot) for slot in slots), return_exceptions=True
+            )
+            plan = Plan()
+            now = self._loop.time()
+            failures: list[BaseException] = []
+            for slot, result in zip(slots, results, strict=True):
+                if isinstance(result, Connection):
+                    core.opened(slot, result, now, plan)
+                else:
+                    failures.append(result)
+                    core.open_failed(slot, now, plan)
+            error = connect_verdict(failures, len(core.slots), need, self._origin)
+            if error is not None:
+                for conn in plan.close:
+                    conn.close()
+                await self.close()
+                raise error
+            self._carry_out(plan)
+        if core.ages:
             self._schedule_sweep()
 
     def _schedule_sweep(self) -> None:
-        assert self._idle_timeout is not None
-        self._sweeper = self._loop.call_later(self._idle_timeout / 2, self._sweep)
+        ages = [t for t in (self._core.idle_timeout, self._core.max_lifetime) if t is not None]
+        self._sweeper = self._loop.call_later(min(ages) / 2, self._sweep)
 
     def _sweep(self) -> None:
-        # Reconnect ready slots that sat idle past idle_timeout now, in the
-        # background, so that try_acquire finds them fresh instead of stale.
-        if self._closed:
+        # Reconnect ready slots past their age now, in the background, so
+        # that try_acquire finds them fresh instead of stale.
+        if self._core.closed:
             return
-        assert self._idle_timeout is not None
-        horizon = self._loop.time() - self._idle_timeout
-        for slot in [s for s in self._ready if s.idle_since < horizon]:
-            self._evict_ready(slot)
+        plan: Plan[Connection] = Plan()
+        self._core.sweep(self._loop.time(), plan)
+        self._carry_out(plan)
         self._schedule_sweep()
 
-    async def _open(self, slot: _Slot, connect_timeout: TimeoutArg = DEFAULT) -> None:
-        reader = self._config.new_reader()
-        slot.conn = await open_connection(
+    async def _open_conn(self, slot: _ASlot, connect_timeout: TimeoutArg = DEFAULT) -> Connection:
+        config = self._config
+
+        def on_lost(conn: Connection) -> None:
+            self._on_lost(slot, conn)
+
+        return await open_connection(
             self.origin,
-            tls=self._tls,
-            connect_timeout=self._connect_timeout
+            **config.connect_options(),
+            connect_timeout=config.connect_timeout
             if connect_timeout is DEFAULT
             else connect_timeout,
-            reader=reader,
-            on_lost=slot.on_conn_lost,
+            reader=config.new_reader(),
+            on_lost=on_lost,
+        )
+
+    def _on_lost(self, slot: _ASlot, conn: Connection) -> None:
+        # A ready slot whose connection died while idle (server closed it,
+        # network reset) heals now, not when the next caller trips over it.
+        if conn is slot.conn and not self._loop.is_closed():
+            plan: Plan[Connection] = Plan()
+            self._core.lost(slot, self._loop.time(), plan)
+            self._carry_out(plan)
+
+    def _carry_out(self, plan: Plan[Connection], error: WarmlineError | None = None) -> None:
+        """Do what the core decided: close, wake, start heals."""
+        for conn in plan.close:
+            conn.close(error)
+        for waiter in plan.wake:
+            assert isinstance(waiter, _Waiter)
+            if not waiter.future.done():
+                waiter.future.set_result(None)
+        for slot in plan.heal:
+            task = self._loop.create_task(self._heal_loop(slot))
+            self._healing.add(task)
+            task.add_done_callback(self._healing.discard)
+        for core in plan.redispatch:  # a client's other pool got a permit
+            other: ClientPool = core.shell
+            again: Plan[Connection] = Plan()
+            core.dispatch(again)
+            other._carry_out(again)
+
+    # -- loop affinity -------------------------------------------------------
+    def _check_loop(self) -> None:
+        if _get_running_loop() is not self._loop:
+            raise self._wrong_loop()
+
+    def _wrong_loop(self) -> PoolError:
+        if self._loop.is_closed():
+            why = "its event loop is closed (an asyncio.run() that made it has ended)"
+        else:
+            why = "it belongs to another event loop"
+        return PoolError(
+            f"this pool cannot be used here: {why}; make one pool per event loop",
+            origin=self._origin,
         )
 
     # -- acquire / release -------------------------------------------------
     def try_acquire(self) -> ClientSlot | None:
         """The warmest ready slot, or None. Never awaits, does no I/O.
 
-        A dead or over-idle slot met on the way is sent to reconnect and the
-        scan goes on.
-        """
-        slot = self._pop_ready()
-        return None if slot is None else ClientSlot(slot)
+        A dead or over-age slot met on the way is sent to reconnect and the
+        scan goes on. Unlike ``acquire()``, it may take a slot ahead of
+        waiters in ``acquire()``.
 
-    def _pop_ready(self) -> _Slot | None:
-        ready = self._ready
-        idle_timeout = self._idle_timeout
+        Raises:
+            PoolClosed: The pool is closed.
+            PoolError: Called outside the pool's event loop.
+        """
+        if _get_running_loop() is not self._loop:
+            raise self._wrong_loop()
+        slot = self._pop()
+        return None if slot is None else ClientSlot(self, slot)
+
+    def _pop(self) -> _ASlot | None:
+        core = self._core
+        ready = core.ready
         while ready:
+            # core.pop(), inlined: this is every request's first step.
             slot = ready.pop()
+            slot.state = IN_USE
             conn = slot.conn
-            if (
-                conn is not None
-                and conn.idle
-                and (idle_timeout is None or self._loop.time() - slot.idle_since <= idle_timeout)
-            ):
-                slot.state = _IN_USE
-                self._in_use += 1
+            if conn is not None and conn.idle and not (core.ages and self._aged(slot)):
                 return slot
-            self._heal(slot)
+            self._check_loop()
+            plan: Plan[Connection] = Plan()
+            core.discard(slot, self._loop.time(), plan)
+            self._carry_out(plan)
+        if core.closed:
+            raise self._count(PoolClosed("pool is closed", origin=self._origin))
+        self._check_loop()
         return None
+
+    def _aged(self, slot: _ASlot) -> bool:
+        return self._core.aged(slot, self._loop.time())
 
     def acquire(self, timeout: float | None = None) -> _Acquire:
         """Wait for a slot: ``await pool.acquire()`` or ``async with pool.acquire():``.
@@ -481,92 +428,110 @@ class ClientPool:
         Raises:
             PoolTimeout: No slot within ``timeout`` seconds.
             PoolClosed: The pool is or got closed.
+            PoolError: Called outside the pool's event loop.
         """
-        return _Acquire(self, timeout)
+        return _Acquire(self, check_timeout(timeout, "timeout"))
 
     async def _acquire(self, timeout: float | None) -> ClientSlot:
-        slot = self._pop_ready()
+        self._check_loop()
+        slot = None if self._core.waiters else self._pop()
         if slot is None:
-            slot = await self._wait_for_slot(timeout)
-        return ClientSlot(slot)
+            slot = await self._wait(timeout)
+        return ClientSlot(self, slot)
 
-    async def _wait_for_slot(self, timeout: float | None) -> _Slot:
-        if self._closed:
-            raise PoolClosed("pool is closed", origin=str(self.origin))
-        self._stats.acquire_waits += 1
-        waiter: asyncio.Future[_Slot] = self._loop.create_future()
-        self._waiters.append(waiter)
-        timer = None
-        if timeout is not None:
-            timer = self._loop.call_later(timeout, self._expire, waiter, timeout)
+    async def _wait(self, timeout: float | None, deadline: float | None = None) -> _ASlot:
+        core = self._core
+        loop = self._loop
+        waiter = _Waiter(loop.create_future())
+        plan: Plan[Connection] = Plan()
+        core.add_waiter(waiter, plan)
+        if waiter.error is not None:
+            raise self._count(waiter.error)
+        self._carry_out(plan)
+        timer = None if timeout is None else loop.call_later(timeout, self._expire, waiter, timeout)
         try:
-            return await waiter
+            await waiter.future
         except asyncio.CancelledError:
-            # Cancelled after a slot was handed over: give it back.
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                self._release(waiter.result())
+            if not core.remove_waiter(waiter) and waiter.slot is not None:
+                self._release(waiter.slot)  # served, then cancelled: give it back
             raise
         finally:
             if timer is not None:
                 timer.cancel()
+        if waiter.error is not None:
+            raise self._count(waiter.error)
+        slot = waiter.slot
+        assert slot is not None
+        if slot.state is OPENING:
+            await self._open_inline(slot, deadline)
+        return slot
 
-    def _expire(self, waiter: asyncio.Future[_Slot], timeout: float) -> None:
-        if not waiter.done():
-            with contextlib.suppress(ValueError):
-                self._waiters.remove(waiter)
-            waiter.set_exception(
-                PoolTimeout(f"no slot ready within {timeout} s", origin=str(self.origin))
-            )
+    def _expire(self, waiter: _Waiter, timeout: float) -> None:
+        if self._core.remove_waiter(waiter):
+            waiter.error = PoolTimeout(f"no slot ready within {timeout} s", origin=self._origin)
+            if not waiter.future.done():
+                waiter.future.set_result(None)
 
-    def _release(self, slot: _Slot) -> None:
-        if slot.state != _IN_USE:
-            return
-        self._in_use -= 1
+    async def _open_inline(self, slot: _ASlot, deadline: float | None) -> None:
+        """Open an empty slot's connection for its caller (a lazy slot's first use)."""
+        core = self._core
+        try:
+            conn = await self._open_conn(slot, self._connect_budget(deadline))
+        except BaseException as exc:
+            plan: Plan[Connection] = Plan()
+            core.open_failed(slot, self._loop.time(), plan)
+            self._carry_out(plan)
+            if isinstance(exc, WarmlineError):
+                self._count(exc)
+            raise
+        plan = Plan()
+        kept = core.opened(slot, conn, self._loop.time(), plan, keep=True)
+        self._carry_out(plan)
+        if not kept:
+            raise self._count(PoolClosed("pool closed", origin=self._origin))
+
+    def _connect_budget(self, deadline: float | None) -> TimeoutArg:
+        # The request's deadline bounds its (re)connect too.
+        connect_timeout = self._config.connect_timeout
+        if deadline is None:
+            return DEFAULT
+        left = max(deadline - self._loop.time(), 0.0)
+        return left if connect_timeout is None or left < connect_timeout else DEFAULT
+
+    def _release(self, slot: _ASlot) -> None:
+        core = self._core
         conn = slot.conn
-        if (
-            conn is not None
-            and conn.idle
-            and not self._waiters
-            and not self._closed
-            and self._idle_timeout is None
-        ):
-            # The hot path: back on the stack, warmest on top.
-            slot.state = _READY
-            self._ready.append(slot)
-        elif self._closed:
-            slot.state = _CLOSED
-            if conn is not None:
-                conn.close()
-        elif conn is None or not conn.idle:
-            # A response not fully read, a cancelled or failed request, or a
-            # connection the server closed: never reused.
-            self._heal(slot)
-        else:
-            self._put_ready(slot)
+        usable = conn is not None and conn.idle
+        if usable and core.fast and not (core.waiters or core.closed):
+            # core.push(), inlined (the hot path): back on the stack, warmest
+            # on top; the condition is core.fast_release().
+            slot.state = READY
+            core.ready.append(slot)
+            return
+        plan: Plan[Connection] = Plan()
+        core.release(slot, usable, self._loop.time(), plan)
+        # A connection still alive but not idle has a request in flight: it
+        # fails now, with the reason, instead of waiting for its timeout.
+        busy = conn is not None and conn.alive and not usable
+        self._carry_out(plan, PoolError(_RELEASED_IN_FLIGHT, origin=self._origin) if busy else None)
 
-    def _put_ready(self, slot: _Slot) -> None:
-        waiters = self._waiters
-        while waiters:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                slot.state = _IN_USE
-                self._in_use += 1
-                waiter.set_result(slot)
+    def _release_elsewhere(self, slot: _ASlot) -> None:
+        """A release from another thread or loop (or the garbage collector)."""
+        loop = self._loop
+        if not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # closed at this instant
+                loop.call_soon_threadsafe(self._release, slot)
                 return
-        slot.state = _READY
-        if self._idle_timeout is not None:
-            slot.idle_since = self._loop.time()
-        self._ready.append(slot)
-
-    def _evict_ready(self, slot: _Slot) -> None:
-        with contextlib.suppress(ValueError):
-            self._ready.remove(slot)
-        self._heal(slot)
+        # The loop is gone: nobody will use this pool again; just close.
+        conn = slot.conn
+        slot.conn = None
+        if conn is not None:
+            conn.close()
 
     # -- requests ----------------------------------------------------------
     async def _request(
         self,
-        slot: _Slot,
+        slot: _ASlot,
         method: str,
         path: str,
         params: ParamsArg | None,
@@ -580,17 +545,28 @@ class ClientPool:
         # ``lease`` is only held: a lease dropped right after ``lease.get()``
         # returned this coroutine must not be collected, and so released,
         # while its request runs.
+        loop = self._loop
+        if _get_running_loop() is not loop:
+            raise self._wrong_loop()
         try:
-            data = self._writer.build(
-                method, path, params=params, headers=headers, content=content, json=json
-            )
+            if params is None and headers is None and content is None and json is None:
+                data = self._writer.build(method, path)  # no keywords to pass: cheaper
+            else:
+                data = self._writer.build(
+                    method, path, params=params, headers=headers, content=content, json=json
+                )
+            if timeout is DEFAULT:
+                timeout = self._timeout
+            elif timeout is not None:
+                timeout = check_timeout(timeout, "timeout")
         except WarmlineError as exc:
-            self._stats.error(exc)
-            exc.with_context(origin=str(self.origin), method=method, path=path)
-            raise
-        if timeout is DEFAULT:
-            timeout = self._timeout
-        deadline = None if timeout is None else self._loop.time() + timeout
+            raise self._fail(exc, method, path) from None
+        if timeout is None:
+            deadline = None
+        elif timeout > 0:
+            deadline = loop.time() + timeout
+        else:
+            raise self._fail(WriteTimeout("timeout of 0: nothing was sent"), method, path)
         conn = slot.conn
         waiter = None if conn is None else conn.send(data, method, deadline)
         if waiter is None:
@@ -598,8 +574,7 @@ class ClientPool:
         try:
             response = await waiter
         except asyncio.CancelledError:
-            assert conn is not None  # it sent the request
-            conn.abandon()  # bytes were written: the connection state is unknown
+            conn.abandon()  # type: ignore[union-attr]  # it sent the request
             raise
         except WarmlineError as exc:
             return await self._recover(slot, exc, data, method, path, deadline)
@@ -608,7 +583,7 @@ class ClientPool:
 
     async def _recover(
         self,
-        slot: _Slot,
+        slot: _ASlot,
         exc: WarmlineError | None,
         data: bytes,
         method: str,
@@ -617,22 +592,24 @@ class ClientPool:
     ) -> Response:
         """Off the hot path: a failed request, or a slot whose connection is gone.
 
-        ``exc`` None means the previous response on this lease closed the
-        connection: open a new one and send. A ConnectionClosed before any
-        response byte on an idempotent request is sent once more on a fresh
-        connection (RFC 9112 §9.3.1); everything else is raised, counted and
-        given its context.
+        ``exc`` None means the connection was not idle: closed (the previous
+        response ended it: open a new one and send), or busy with another
+        request (refused). A stale connection's idempotent request is sent
+        once more on a fresh one (the core's rule); anything else is raised,
+        counted and given its context.
         """
         try:
             if exc is not None:
-                if not (
-                    isinstance(exc, ConnectionClosed)
-                    and not exc.received_any
-                    and self._retry_stale
-                    and method.upper() in IDEMPOTENT_METHODS
-                ):
+                if not self._core.retry_stale(exc, method):
                     raise exc
-                self._stats.stale_retries += 1
+            elif slot.conn is not None and slot.conn.alive:
+                raise PoolError("a request is already in flight on this slot; one at a time")
+            if self._core.closed or slot.state is HEALING:
+                raise (
+                    PoolClosed("pool closed")
+                    if self._core.closed
+                    else PoolError(_RELEASED_IN_FLIGHT)
+                )
             await self._reopen(slot, deadline)
             conn = slot.conn
             assert conn is not None
@@ -645,94 +622,52 @@ class ClientPool:
                 conn.abandon()
                 raise
         except WarmlineError as err:
-            self._stats.error(err)
-            err.with_context(origin=str(self.origin), method=method, path=path)
-            raise
+            raise self._fail(err, method, path) from None
         self._stats.requests += 1
         return response
 
-    async def _reopen(self, slot: _Slot, deadline: float | None) -> None:
+    def _fail(self, exc: WarmlineError, method: str, path: str) -> WarmlineError:
+        self._stats.error(exc)
+        return exc.with_context(origin=self._origin, method=method, path=path)
+
+    def _count(self, exc: WarmlineError) -> WarmlineError:
+        self._stats.error(exc)
+        return exc
+
+    async def _reopen(self, slot: _ASlot, deadline: float | None) -> None:
         if slot.conn is not None:
             slot.conn.close()
-        timeout: TimeoutArg = DEFAULT
-        if deadline is not None:
-            # The request's deadline bounds its reconnect too.
-            left = deadline - self._loop.time()
-            if self._connect_timeout is None or left < self._connect_timeout:
-                timeout = max(left, 0.0)
+            slot.conn = None
         try:
-            await self._open(slot, timeout)
+            conn = await self._open_conn(slot, self._connect_budget(deadline))
         except WarmlineError:
             self._stats.reconnect_failures += 1
             raise
+        if self._core.closed:
+            conn.close()
+            raise PoolClosed("pool closed")
+        slot.conn = conn
         self._stats.reconnects += 1
 
     # -- healing -----------------------------------------------------------
-    def _heal(self, slot: _Slot) -> None:
-        conn = slot.conn
-        if conn is not None:
-            lived = self._loop.time() - conn.opened_at
-            if conn.served or conn.alive or lived >= _PROVEN_AFTER_S:
-                slot.failures = 0  # it worked, or we are recycling a live one
-            else:
-                # Died at once without serving anything: a server that accepts
-                # and drops must meet the backoff, not a reconnect loop.
-                slot.failures += 1
-            conn.close()
-        if self._closed:
-            slot.state = _CLOSED
-            return
-        slot.state = _HEALING
-        task = self._loop.create_task(self._heal_loop(slot))
-        self._healing.add(task)
-        task.add_done_callback(self._healing.discard)
-
-    async def _heal_loop(self, slot: _Slot) -> None:
-        failures = slot.failures
-        while not self._closed:
-            delay = self._backoff.delay(failures)
-            if delay:
+    async def _heal_loop(self, slot: _ASlot) -> None:
+        core = self._core
+        loop = self._loop
+        while slot.state is HEALING and not core.closed:
+            delay = slot.next_attempt - loop.time()
+            if delay > 0:
                 await asyncio.sleep(delay)
-                if self._closed:
-                    break
+                continue
             try:
-                await self._open(slot)
+                conn = await self._open_conn(slot)
             except WarmlineError as exc:
-                failures += 1
-                self._stats.reconnect_failures += 1
+                failures = core.open_failed(slot, loop.time(), Plan())
                 self._failure_log.failure(self.origin, exc, failures)
                 continue
-            slot.failures = failures
-            self._stats.reconnects += 1
-            if self._closed:
-                break
-            self._put_ready(slot)
+            plan: Plan[Connection] = Plan()
+            core.opened(slot, conn, loop.time(), plan)
+            self._carry_out(plan)
             return
-        slot.state = _CLOSED
-        if slot.conn is not None:
-            slot.conn.close()
-
-    # -- convenience -------------------------------------------------------
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: ParamsArg | None = None,
-        headers: HeadersArg | None = None,
-        content: ContentArg | None = None,
-        json: Any = None,
-        timeout: TimeoutArg = DEFAULT,
-        acquire_timeout: TimeoutArg = DEFAULT,
-    ) -> Coroutine[Any, Any, Response]:
-        """Acquire a slot, send one request, release it. See ClientSlot.request.
-
-        Args:
-            acquire_timeout: Seconds to wait for a ready slot; by default the
-                request's ``timeout`` (so a pool whose server is down fails in
-                bounded time when a timeout is set).
-        """
-        return self._call(method, path, params, headers, content, json, timeout, acquire_timeout)
 
     async def _call(
         self,
@@ -745,11 +680,14 @@ class ClientPool:
         timeout: TimeoutArg,
         acquire_timeout: TimeoutArg,
     ) -> Response:
-        slot = self._pop_ready()
+        slot = None if self._core.waiters else self._pop()
         if slot is None:
             if acquire_timeout is DEFAULT:
-                acquire_timeout = self._timeout if timeout is DEFAULT else timeout
-            slot = await self._wait_for_slot(acquire_timeout)
+                acquire_timeout = self._config.pool_timeout
+                if acquire_timeout is None:
+                    acquire_timeout = self._timeout if timeout is DEFAULT else timeout
+            wait = check_timeout(acquire_timeout, "acquire_timeout")
+            slot = await self._wait(wait)
         try:
             return await self._request(
                 slot, method, path, params, headers, content, json, timeout, None
@@ -757,158 +695,54 @@ class ClientPool:
         finally:
             self._release(slot)
 
-    # Explicit verbs, for the reason given at ClientSlot's.
-    def get(
-        self,
-        path: str,
-        *,
-        params: ParamsArg | None = None,
-        headers: HeadersArg | None = None,
-        content: ContentArg | None = None,
-        json: Any = None,
-        timeout: TimeoutArg = DEFAULT,
-        acquire_timeout: TimeoutArg = DEFAULT,
-    ) -> Coroutine[Any, Any, Response]:
-        """``request("GET", ...)``."""
-        return self._call("GET", path, params, headers, content, json, timeout, acquire_timeout)
-
-    def head(
-        self,
-        path: str,
-        *,
-        params: ParamsArg | None = None,
-        headers: HeadersArg | None = None,
-        content: ContentArg | None = None,
-        json: Any = None,
-        timeout: TimeoutArg = DEFAULT,
-        acquire_timeout: TimeoutArg = DEFAULT,
-    ) -> Coroutine[Any, Any, Response]:
-        """``request("HEAD", ...)``."""
-        return self._call("HEAD", path, params, headers, content, json, timeout, acquire_timeout)
-
-    def post(
-        self,
-        path: str,
-        *,
-        params: ParamsArg | None = None,
-        headers: HeadersArg | None = None,
-        content: ContentArg | None = None,
-        json: Any = None,
-        timeout: TimeoutArg = DEFAULT,
-        acquire_timeout: TimeoutArg = DEFAULT,
-    ) -> Coroutine[Any, Any, Response]:
-        """``request("POST", ...)``."""
-        return self._call("POST", path, params, headers, content, json, timeout, acquire_timeout)
-
-    def put(
-        self,
-        path: str,
-        *,
-        params: ParamsArg | None = None,
-        headers: HeadersArg | None = None,
-        content: ContentArg | None = None,
-        json: Any = None,
-        timeout: TimeoutArg = DEFAULT,
-        acquire_timeout: TimeoutArg = DEFAULT,
-    ) -> Coroutine[Any, Any, Response]:
-        """``request("PUT", ...)``."""
-        return self._call("PUT", path, params, headers, content, json, timeout, acquire_timeout)
-
-    def patch(
-        self,
-        path: str,
-        *,
-        params: ParamsArg | None = None,
-        headers: HeadersArg | None = None,
-        content: ContentArg | None = None,
-        json: Any = None,
-        timeout: TimeoutArg = DEFAULT,
-        acquire_timeout: TimeoutArg = DEFAULT,
-    ) -> Coroutine[Any, Any, Response]:
-        """``request("PATCH", ...)``."""
-        return self._call("PATCH", path, params, headers, content, json, timeout, acquire_timeout)
-
-    def delete(
-        self,
-        path: str,
-        *,
-        params: ParamsArg | None = None,
-        headers: HeadersArg | None = None,
-        content: ContentArg | None = None,
-        json: Any = None,
-        timeout: TimeoutArg = DEFAULT,
-        acquire_timeout: TimeoutArg = DEFAULT,
-    ) -> Coroutine[Any, Any, Response]:
-        """``request("DELETE", ...)``."""
-        return self._call("DELETE", path, params, headers, content, json, timeout, acquire_timeout)
-
-    def options(
-        self,
-        path: str,
-        *,
-        params: ParamsArg | None = None,
-        headers: HeadersArg | None = None,
-        content: ContentArg | None = None,
-        json: Any = None,
-        timeout: TimeoutArg = DEFAULT,
-        acquire_timeout: TimeoutArg = DEFAULT,
-    ) -> Coroutine[Any, Any, Response]:
-        """``request("OPTIONS", ...)``."""
-        return self._call("OPTIONS", path, params, headers, content, json, timeout, acquire_timeout)
-
     # -- introspection -----------------------------------------------------
     @property
     def available(self) -> int:
         """Slots ready now (a dead one among them is found on acquire)."""
-        return len(self._ready)
+        return len(self._core.ready)
 
     @property
     def size(self) -> int:
         """Number of slots."""
-        return len(self._slots)
+        return len(self._core.slots)
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self._core.closed
+
+    @property
+    def _waiters(self) -> Any:
+        return self._core.waiters
 
     def stats(self) -> PoolStats:
         """A snapshot of the counters and the current slot states."""
-        return self._stats.snapshot(
-            ready=len(self._ready),
-            in_use=self._in_use,
-            reconnecting=len(self._healing),
-            size=len(self._slots),
-        )
+        return self._core.snapshot()
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
-        return (
-            f"<ClientPool {self.origin} {state}: {len(self._ready)} ready, "
-            f"{self._in_use} in use, {len(self._healing)} reconnecting>"
-        )
+        return f"<ClientPool {self._core.describe()}>"
 
     # -- closing -----------------------------------------------------------
     async def close(self) -> None:
-        """Close every connection, stop healing, wake waiters with PoolClosed."""
-        if self._closed:
+        """Close every connection, stop healing, wake waiters with PoolClosed.
+
+        Requests in flight fail at once with PoolClosed; no connection is
+        opened after this. Leases released later just find their slot closed.
+        """
+        core = self._core
+        if core.closed:
             return
-        self._closed = True
         if self._sweeper is not None:
             self._sweeper.cancel()
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_exception(PoolClosed("pool closed", origin=str(self.origin)))
+        plan: Plan[Connection] = Plan()
+        in_flight = core.close(plan)
+        closed = PoolClosed("pool closed", origin=self._origin)
+        for conn in in_flight:
+            conn.close(closed)
+        self._carry_out(plan)
         tasks = list(self._healing)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._ready.clear()
-        for slot in self._slots:
-            if slot.state != _IN_USE:
-                slot.state = _CLOSED
-                if slot.conn is not None:
-                    slot.conn.close()
 
     async def __aenter__(self) -> ClientPool:
         return self

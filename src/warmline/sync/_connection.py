@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import _socket
 import contextlib
+import math
+import os
 import select
 import socket
 import ssl
@@ -28,6 +30,7 @@ from time import monotonic
 from typing import Final
 
 from warmline._policy import Origin
+from warmline._sockopts import LocalAddress, local_addr, tune
 from warmline._tls import describe_tls_error
 from warmline.errors import (
     ConnectError,
@@ -70,6 +73,7 @@ class Connection:
 
     __slots__ = (
         "_buf",
+        "_interrupted",
         "_mv",
         "_poll",
         "_reader",
@@ -77,7 +81,10 @@ class Connection:
         "_timeout",
         "_tls",
         "alive",
+        "busy",
+        "fd",
         "opened_at",
+        "read_timeout",
         "served",
     )
 
@@ -93,6 +100,12 @@ class Connection:
         self._poll = select.poll()
         self._poll.register(sock, select.POLLIN)
         self.alive = True
+        self.read_timeout: float | None = None  # longest gap between received bytes
+        self.busy = False  # a request is in flight (one thread inside request())
+        self.fd = sock.fileno()
+        # Set when the connection is closed under a request in flight (slot
+        # released by another thread, pool closed): that request raises it.
+        self._interrupted: WarmlineError | None = None
         # Whether a response completed here: one that dies without serving
         # counts as a failed reconnect, so the backoff applies.
         self.served = False
@@ -127,10 +140,13 @@ class Connection:
         """
         sock = self._sock
         reader = self._reader
+        self.busy = True
         try:
             reader.start(method)
-            if deadline is not None:
-                response = self._request_timed(sock, reader, data, deadline)
+            if deadline is not None or self.read_timeout is not None:
+                response = self._request_timed(
+                    sock, reader, data, math.inf if deadline is None else deadline
+                )
             else:
                 if self._timeout is not None:
                     sock.settimeout(None)
@@ -144,27 +160,34 @@ class Connection:
                 n = sock.recv_into(self._buf)
                 got = reader.feed(self._mv[:n].tobytes()) if n else self._eof(reader)
                 response = got if got is not None else self._read_rest(sock, reader)
-        except WarmlineError:
+        except BaseException as exc:
+            # Any exception mid-request (KeyboardInterrupt included): bytes of
+            # this response may still arrive, so nobody may use this socket
+            # again.
+            self.busy = False
             self.close()
-            raise
-        except OSError as exc:
-            # Reset, broken pipe, TLS failure, a socket closed under us...
-            # (WarmlineError timeouts are OSErrors too: caught above first.)
-            self.close()
-            raise ConnectionClosed(
-                f"connection lost: {exc}", received_any=reader.received_any
-            ) from exc
-        except BaseException:
-            # KeyboardInterrupt or anything else mid-request: the bytes of this
-            # response may still arrive, so nobody may use this socket again.
-            self.close()
-            raise
+            translated = self._translate(exc, reader)
+            if translated is exc:
+                raise
+            raise translated from exc
+        self.busy = False
+        if self._interrupted is not None:
+            self.close()  # closed under us just as the response completed
+            raise self._interrupted
         self.served = True
         if not reader.keep_alive:
             # Connection: close, HTTP/1.0, or a close-delimited body: RFC 9112
             # §9.6 - this connection carries no further request.
             self.close()
         return response
+
+    def _translate(self, exc: BaseException, reader: ResponseReader) -> BaseException:
+        if self._interrupted is not None:
+            return self._interrupted
+        if isinstance(exc, OSError) and not isinstance(exc, WarmlineError):
+            # Reset, broken pipe, TLS failure, a socket closed under us...
+            return ConnectionClosed(f"connection lost: {exc}", received_any=reader.received_any)
+        return exc
 
     def _read_rest(self, sock: socket.socket, reader: ResponseReader) -> Response:
         # A response larger than one recv (no deadline).
@@ -195,8 +218,12 @@ class Connection:
                 # drips one byte at a time is cut by the request's deadline,
                 # not granted a fresh timeout per byte.
                 self._arm(sock, deadline)
+                started = monotonic()
                 n = recv_into(buf)
             except TimeoutError as exc:
+                read = self.read_timeout
+                if read is not None and monotonic() - started >= read - _TIMEOUT_SLACK_S:
+                    raise ReadTimeout(f"no byte received for {read} s (read timeout)") from exc
                 if deadline - monotonic() > 0:
                     continue  # woke up early within the slack: wait out the rest
                 raise ReadTimeout("response not complete before the timeout") from exc
@@ -210,6 +237,9 @@ class Connection:
         remaining = deadline - monotonic()
         if remaining <= 0:
             raise TimeoutError("deadline passed")
+        read = self.read_timeout
+        if read is not None and read < remaining:
+            remaining = read  # inactivity: re-armed before every recv
         current = self._timeout
         if current is None or abs(current - remaining) > _TIMEOUT_SLACK_S:
             sock.settimeout(remaining)
@@ -266,10 +296,30 @@ class Connection:
                 sock.settimeout(None)
         return False
 
-    def close(self) -> None:
-        """Close the connection (idempotent)."""
+    def close(self, error: WarmlineError | None = None) -> None:
+        """Close the connection (idempotent).
+
+        Args:
+            error: If a request is in flight on another thread (its slot was
+                released under it, or the pool closed), that request fails
+                with this at once: the socket is shut down, which wakes its
+                ``recv``, and that thread closes it.
+        """
         self.alive = False
+        if self.busy:
+            if error is not None:
+                self._interrupted = error
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
+            return
         self._sock.close()
+
+    def forget(self) -> None:
+        """Close this process's copy without a shutdown (after fork(): the
+        parent's copy of the socket stays open and usable)."""
+        self.alive = False
+        with contextlib.suppress(OSError):
+            os.close(self._sock.detach())
 
 
 def open_connection(
@@ -278,6 +328,9 @@ def open_connection(
     tls: ssl.SSLContext | None,
     connect_timeout: float | None,
     reader: ResponseReader,
+    local_address: LocalAddress = None,
+    tcp_keepalive: bool = False,
+    read_timeout: float | None = None,
 ) -> Connection:
     """Open a blocking connection to ``origin`` (TCP, TLS or Unix socket).
 
@@ -288,6 +341,9 @@ def open_connection(
         connect_timeout: Seconds for the whole connect, TLS handshake
             included; None for the operating system's limit.
         reader: The ResponseReader this connection feeds.
+        local_address: Bind to this source address (``"127.0.0.2"``).
+        tcp_keepalive: Probe an idle peer (about a minute to notice it died).
+        read_timeout: The longest gap allowed between received bytes.
 
     Raises:
         ConnectTimeout: Not connected within ``connect_timeout``.
@@ -295,7 +351,7 @@ def open_connection(
     """
     deadline = None if connect_timeout is None else monotonic() + connect_timeout
     try:
-        sock = _connect_socket(origin, connect_timeout)
+        sock = _connect_socket(origin, connect_timeout, local_address, tcp_keepalive)
         try:
             if tls is not None:
                 if deadline is not None:
@@ -313,10 +369,17 @@ def open_connection(
         raise ConnectError(describe_tls_error(exc), origin=str(origin)) from exc
     except OSError as exc:
         raise ConnectError(f"cannot connect: {exc}", origin=str(origin)) from exc
-    return Connection(sock, reader)
+    conn = Connection(sock, reader)
+    conn.read_timeout = read_timeout
+    return conn
 
 
-def _connect_socket(origin: Origin, connect_timeout: float | None) -> socket.socket:
+def _connect_socket(
+    origin: Origin,
+    connect_timeout: float | None,
+    local_address: LocalAddress,
+    tcp_keepalive: bool,
+) -> socket.socket:
     if origin.uds is not None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -326,11 +389,13 @@ def _connect_socket(origin: Origin, connect_timeout: float | None) -> socket.soc
             sock.close()
             raise
         return sock
-    sock = socket.create_connection((origin.host, origin.port), timeout=connect_timeout)
+    sock = socket.create_connection(
+        (origin.host, origin.port),
+        timeout=connect_timeout,
+        source_address=local_addr(local_address),
+    )
     try:
-        # Small requests must leave at once, not wait for the ACK of the last
-        # segment (Nagle, RFC 896).
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        tune(sock, tcp_keepalive=tcp_keepalive)
     except BaseException:
         sock.close()
         raise

@@ -1,76 +1,75 @@
 """AtomicClientPool: pre-connected, self-healing HTTP/1.1 slots for threads.
 
-The blocking twin of :class:`warmline.ClientPool`: the same options, methods
-and semantics, on blocking sockets, and safe to share between threads. Any
-thread may acquire a slot; any thread may release it.
+The thread shell of the pool core (:mod:`warmline._pool`): the same options,
+methods and semantics as :class:`warmline.ClientPool`, on blocking sockets,
+safe to share between threads. The core decides; this module does the I/O,
+the blocking and the locking.
 
 Concurrency design
 ------------------
 
 Hot path (a slot is ready, nobody waits): ``try_acquire`` is one
-``list.pop()`` and release one ``list.append()`` plus two attribute reads. No
-lock is taken. Measured with timeit on the 2-core dev VM: pop + append
-0.05 us, the same two under a ``threading.Lock`` 0.5 us, the pool's whole
-acquire + release 0.35 us (two clock reads for the staleness check included).
-What this relies on from the GIL:
+``list.pop()`` and release one ``list.append()`` plus attribute reads. No
+lock is taken. What this relies on from the GIL:
 
 * ``list.pop()`` and ``list.append()`` are atomic: two threads never pop the
   same slot, and a slot is never lost.
 * Bytecodes execute in one global order (sequential consistency), which makes
   the lost-wakeup argument below hold for plain attribute and list accesses.
 
-Slow path (waiting, waking, healing, closing): one ``threading.RLock``. A
-release appends the slot *then* checks for waiters; a waiter registers itself
-*then* looks for a ready slot, both under the lock. Whichever runs second sees
-the other, so a released slot always reaches a waiter (no lost wakeup) and no
+Slow path (waiting, waking, healing, closing): one ``threading.Lock`` around
+the core's bookkeeping only; what the core decides (close sockets, wake
+waiters, wake the healer) is carried out after the lock is let go, so no
+syscall runs under it. A release appends the slot *then* checks for
+waiters; a waiter registers itself *then* looks for a ready slot, both under
+the lock. Whichever runs second sees the other: no lost wakeup, and no
 waiter sleeps while a slot is ready. Waiters are served FIFO, each blocked on
-its own lock, which the releaser hands the slot through (a direct handoff,
-like ``threading.Condition`` does internally, but first come first served).
+its own lock, which the releaser hands the slot through.
 
-A lease is owned by one thread at a time: ``release()`` is idempotent when
-called repeatedly, but two threads must not release the same lease at the
-same instant (that is a use-after-release race in the caller).
+The lock is not re-entrant, and nothing re-enters it: a lease collected by the
+garbage collector (which may run inside a locked section on any thread) does
+not take the lock; its slot is queued and the next holder of the lock, or
+the collector itself when the lock is free, finishes the release.
 
 Free-threaded CPython (3.13t): list operations stay atomic (per-object locks),
 but the "append, then check the waiters" pattern needs a store-load fence
 that two different per-object locks do not give. The release path would take
-the pool lock around its append and check (and try_acquire around its pop),
-or use one lock-free structure for both; the counters in ``StatsCounters``
-would need atomics. Measure before choosing.
+the pool lock around its append and check; measure before choosing.
 
-Healing: one daemon worker thread per pool, started the first time a slot
-needs it, sleeps on a Condition until the earliest next attempt or new work,
-reconnects with :class:`~warmline.Backoff`, and exits after a quiet minute (so
-a pool that is dropped without ``close()`` does not pin a thread forever).
+Background: one daemon worker thread per pool reconnects dead slots with
+:class:`~warmline.Backoff` and watches every idle connection with epoll
+(``EPOLLRDHUP``, edge-triggered: it wakes when a peer closes, never for a
+response), so a connection a server closes for idleness is replaced at once
+and ``try_acquire()`` finds a warm slot. It holds the pool only weakly: a
+pool dropped without ``close()`` lets its worker exit.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import select
 import ssl
 import threading
-from collections import deque
+import weakref
+from collections.abc import Callable
 from time import monotonic
 from types import TracebackType
 from typing import Any, Final
 
 from warmline._config import PoolConfig
-from warmline._policy import (
-    DEFAULT,
-    IDEMPOTENT_METHODS,
-    Backoff,
-    FailureLog,
-    PoolStats,
-    StatsCounters,
-    TimeoutArg,
-)
+from warmline._policy import DEFAULT, Backoff, FailureLog, PoolStats, TimeoutArg, Timeouts
+from warmline._pool import Plan, PoolCore, Slot, Waiter, check_timeout, connect_verdict
+from warmline._pool._state import IN_USE, OPENING
+from warmline._pool._verbs import PoolVerbs, SlotVerbs
+from warmline._sockopts import LocalAddress
 from warmline.errors import (
     ConnectError,
-    ConnectionClosed,
     PoolClosed,
     PoolError,
     PoolTimeout,
     WarmlineError,
+    WriteTimeout,
 )
 from warmline.http11 import (
     DEFAULT_MAX_BODY_SIZE,
@@ -83,62 +82,56 @@ from warmline.sync._connection import Connection, open_connection
 
 __all__ = ["AtomicClientPool", "AtomicClientSlot"]
 
-_READY: Final = 0
-_IN_USE: Final = 1
-_HEALING: Final = 2
-_CLOSED: Final = 3
+_TSlot = Slot[Connection]
 
-# A connection that stayed up this long before dying proves the server works
-# (an idle close by a keep-alive timeout), even if it never served a request.
-_PROVEN_AFTER_S: Final = 1.0
+# The worker looks at its pool at least this often (exits once it is gone).
+_WORKER_TICK_S: Final = 1.0
+# close() waits this long for the worker; one inside a connect is abandoned
+# (it closes what it opens once it sees the pool closed).
+_CLOSE_JOIN_S: Final = 0.25
+# epoll: wake on a peer's close only (not on data), once per close.
+_WATCH_EVENTS: Final = getattr(select, "EPOLLRDHUP", 0) | getattr(select, "EPOLLET", 0)
 
-# The heal worker exits after this long without work (restarted on demand).
-_WORKER_IDLE_EXIT_S: Final = 60.0
+_RELEASED_IN_FLIGHT: Final = "the slot was released while its request was in flight"
 
-
-class _Slot:
-    """Pool-internal state of one slot; users hold an AtomicClientSlot lease."""
-
-    __slots__ = ("conn", "failures", "idle_since", "next_attempt", "pool", "state")
-
-    def __init__(self, pool: AtomicClientPool) -> None:
-        self.pool = pool
-        self.conn: Connection | None = None
-        self.state = _HEALING
-        self.idle_since = 0.0
-        self.failures = 0  # consecutive failed reconnects
-        self.next_attempt = 0.0  # monotonic time of the next reconnect
+# Every pool of this process, for fork(): the child drops what it inherited.
+_POOLS: weakref.WeakSet[AtomicClientPool] = weakref.WeakSet()
 
 
-class _Waiter:
-    """One thread blocked in acquire(); woken by handing it a slot or an error."""
+class _Waiter(Waiter):
+    """One thread blocked in acquire(), on its own lock until served."""
 
-    __slots__ = ("error", "lock", "slot")
+    __slots__ = ("lock",)
 
     def __init__(self) -> None:
+        super().__init__()
         self.lock = threading.Lock()
         self.lock.acquire()  # held until the waiter is served
-        self.slot: _Slot | None = None
-        self.error: PoolClosed | None = None
 
 
-class AtomicClientSlot:
+class AtomicClientSlot(SlotVerbs[Response]):
     """A leased slot: send requests on one warm connection, then release.
 
     Returned by ``try_acquire()`` and ``acquire()``. Use it as a context
     manager (``with slot:`` releases on exit) or call ``release()``, from any
-    thread. After release the lease is spent: using it raises PoolError. A
-    lease garbage-collected without release returns its slot.
+    thread. After release the lease is spent: using it raises PoolError.
+    Releasing it while another thread's request is in flight fails that
+    request at once with PoolError. A lease garbage-collected without release
+    returns its slot.
     """
 
-    __slots__ = ("_slot",)
+    __slots__ = ("_pool", "_slot")
 
-    def __init__(self, slot: _Slot) -> None:
-        self._slot: _Slot | None = slot
+    def __init__(self, pool: AtomicClientPool, slot: _TSlot) -> None:
+        self._pool = pool
+        self._slot: _TSlot | None = slot
 
     def __repr__(self) -> str:
-        s = self._slot
-        return "<AtomicClientSlot released>" if s is None else f"<AtomicClientSlot {s.pool.origin}>"
+        return (
+            "<AtomicClientSlot released>"
+            if self._slot is None
+            else f"<AtomicClientSlot {self._pool.origin}>"
+        )
 
     def __enter__(self) -> AtomicClientSlot:
         return self
@@ -149,51 +142,20 @@ class AtomicClientSlot:
         self.release()
 
     def __del__(self) -> None:
-        # A lease dropped without release() must not drain the pool.
-        if self._slot is not None:
+        # A lease dropped without release() must not drain the pool. The
+        # collector may run anywhere, even inside the pool's locked section.
+        slot = self._slot
+        if slot is not None:
+            self._slot = None
             with contextlib.suppress(Exception):
-                self.release()
+                self._pool._release_from_gc(slot)
 
     def release(self) -> None:
         """Return the slot to its pool (idempotent)."""
         slot = self._slot
         if slot is not None:
             self._slot = None
-            slot.pool._release(slot)
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: ParamsArg | None = None,
-        headers: HeadersArg | None = None,
-        content: ContentArg | None = None,
-        json: Any = None,
-        timeout: TimeoutArg = DEFAULT,
-    ) -> Response:
-        """Send one request on this slot's connection and return the response.
-
-        Args:
-            method: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS.
-            path: Absolute path (``/...``), appended to the pool's base_path.
-            params: Query parameters, percent-encoded.
-            headers: Per-request headers (replace defaults of the same name).
-            content: Raw body.
-            json: Body serialised as JSON.
-            timeout: Seconds for the whole request; None for none; the pool's
-                ``timeout`` when not given.
-
-        Raises:
-            ReadTimeout, WriteTimeout, ConnectionClosed, ProtocolError,
-            ResponseTooLarge, InvalidRequest, ConnectError; PoolError if the
-            lease was released.
-        """
-        if isinstance(method, str):
-            # The reader must know a HEAD to expect no body; the verbs below
-            # pass upper-case constants and skip this.
-            method = method.upper()
-        return self._send(method, path, params, headers, content, json, timeout)
+            self._pool._release(slot)
 
     def _send(
         self,
@@ -208,107 +170,16 @@ class AtomicClientSlot:
         slot = self._slot
         if slot is None:
             raise PoolError("this slot was released; acquire a new one")
-        return slot.pool._request(slot, method, path, params, headers, content, json, timeout)
-
-    # The verbs spell their keywords out: forwarding **kwargs costs ~0.7 us
-    # per call on CPython 3.11 (measured with timeit), a tenth of a request.
-    def get(
-        self,
-        path: str,
-        *,
-        params: ParamsArg | None = None,
-        headers: HeadersArg | None = None,
-        content: ContentArg | None = None,
-        json: Any = None,
-        timeout: TimeoutArg = DEFAULT,
-    ) -> Response:
-        """``request("GET", ...)``."""
-        return self._send("GET", path, params, headers, content, json, timeout)
-
-    def head(
-        self,
-        path: str,
-        *,
-        params: ParamsArg | None = None,
-        headers: HeadersArg | None = None,
-        content: ContentArg | None = None,
-        json: Any = None,
-        timeout: TimeoutArg = DEFAULT,
-    ) -> Response:
-        """``request("HEAD", ...)``."""
-        return self._send("HEAD", path, params, headers, content, json, timeout)
-
-    def post(
-        self,
-        path: str,
-        *,
-        params: ParamsArg | None = None,
-        headers: HeadersArg | None = None,
-        content: ContentArg | None = None,
-        json: Any = None,
-        timeout: TimeoutArg = DEFAULT,
-    ) -> Response:
-        """``request("POST", ...)``."""
-        return self._send("POST", path, params, headers, content, json, timeout)
-
-    def put(
-        self,
-        path: str,
-        *,
-        params: ParamsArg | None = None,
-        headers: HeadersArg | None = None,
-        content: ContentArg | None = None,
-        json: Any = None,
-        timeout: TimeoutArg = DEFAULT,
-    ) -> Response:
-        """``request("PUT", ...)``."""
-        return self._send("PUT", path, params, headers, content, json, timeout)
-
-    def patch(
-        self,
-        path: str,
-        *,
-        params: ParamsArg | None = None,
-        headers: HeadersArg | None = None,
-        content: ContentArg | None = None,
-        json: Any = None,
-        timeout: TimeoutArg = DEFAULT,
-    ) -> Response:
-        """``request("PATCH", ...)``."""
-        return self._send("PATCH", path, params, headers, content, json, timeout)
-
-    def delete(
-        self,
-        path: str,
-        *,
-        params: ParamsArg | None = None,
-        headers: HeadersArg | None = None,
-        content: ContentArg | None = None,
-        json: Any = None,
-        timeout: TimeoutArg = DEFAULT,
-    ) -> Response:
-        """``request("DELETE", ...)``."""
-        return self._send("DELETE", path, params, headers, content, json, timeout)
-
-    def options(
-        self,
-        path: str,
-        *,
-        params: ParamsArg | None = None,
-        headers: HeadersArg | None = None,
-        content: ContentArg | None = None,
-        json: Any = None,
-        timeout: TimeoutArg = DEFAULT,
-    ) -> Response:
-        """``request("OPTIONS", ...)``."""
-        return self._send("OPTIONS", path, params, headers, content, json, timeout)
+        return self._pool._request(slot, method, path, params, headers, content, json, timeout)
 
 
-class AtomicClientPool:
+class AtomicClientPool(PoolVerbs[Response]):
     """Thread-safe, pre-connected, self-healing pool of HTTP/1.1 connections.
 
     Make one with ``AtomicClientPool.connect(url, ...)``; see that method for
-    the options. Any thread may acquire and release slots.
+    the options. Any thread may acquire and release slots. A pool survives
+    ``os.fork()``: the child drops the connections it inherited (the
+    parent's stay open) and reconnects its own.
 
     Example:
         >>> with AtomicClientPool.connect("http://127.0.0.1:8080") as pool:
@@ -318,31 +189,39 @@ class AtomicClientPool:
         ...     r = pool.get("/time")              # acquire + request + release
     """
 
-    def __init__(self, config: PoolConfig) -> None:
-        """Use :meth:`connect`; this only builds the empty pool."""
+    def __init__(self, config: PoolConfig, lock: threading.Lock | None = None) -> None:
+        """Use :meth:`connect`; this only builds the empty pool.
+
+        Args:
+            config: The validated options.
+            lock: The lock of the slow paths; a Client's pools share one,
+                since a permit freed in one pool serves a waiter of another.
+        """
         self._config = config
-        self.origin = origin = config.origin
-        self._origin_str = str(origin)
+        self.origin = config.origin
+        self._origin = str(config.origin)
         # Copied out of the config: read on every request.
         self._writer = config.writer
-        self._tls = config.tls
-        self._connect_timeout = config.connect_timeout
         self._timeout = config.timeout
-        self._backoff = config.backoff
-        self._idle_timeout = config.idle_timeout
-        self._retry_stale = config.retry_stale
-        self._slots = [_Slot(self) for _ in range(config.connections)]
-        self._ready: list[_Slot] = []
-        self._waiters: deque[_Waiter] = deque()
-        # Re-entrant: a lease's __del__ may run (and release) from the garbage
-        # collector on a thread that already holds the lock.
-        self._lock = threading.RLock()
-        self._wake_healer = threading.Condition(self._lock)
-        self._healing: list[_Slot] = []
-        self._worker: threading.Thread | None = None
-        self._stats = StatsCounters()
-        self._closed = False
+        self._core: PoolCore[Connection] = config.new_core()
+        self._stats = self._core.stats
+        self._core.shell = self
+        self._lock = lock if lock is not None else threading.Lock()
+        self._gc_released: list[_TSlot] = []
         self._failure_log = FailureLog()
+        self._worker: threading.Thread | None = None
+        self._watch: dict[int, _TSlot] = {}
+        self._epoll: Any = None
+        self._wake_r = self._wake_w = -1
+        self._open_watch()
+        _POOLS.add(self)
+
+    def _open_watch(self) -> None:
+        if hasattr(select, "epoll"):
+            self._epoll = select.epoll()
+            self._wake_r, self._wake_w = os.pipe()
+            os.set_blocking(self._wake_w, False)
+            self._epoll.register(self._wake_r, select.EPOLLIN)
 
     # -- construction ------------------------------------------------------
     @classmethod
@@ -356,7 +235,7 @@ class AtomicClientPool:
         tls: ssl.SSLContext | bool | None = None,
         uds: str | None = None,
         connect_timeout: float | None = 5.0,
-        timeout: float | None = None,
+        timeout: float | Timeouts | None = None,
         reconnect: Backoff | None = None,
         idle_timeout: float | None = None,
         retry_stale: bool = True,
@@ -365,34 +244,22 @@ class AtomicClientPool:
         max_head_size: int = DEFAULT_MAX_HEAD_SIZE,
         max_headers: int = DEFAULT_MAX_HEADERS,
         user_agent: str | None = None,
+        max_lifetime: float | None = None,
+        keep_alive: bool = True,
+        tcp_keepalive: bool = False,
+        local_address: LocalAddress = None,
     ) -> AtomicClientPool:
         """Open ``connections`` warm connections to ``url``, all at once.
 
-        Args:
-            url: ``http://host[:port]``, ``https://host[:port]`` or
-                ``unix:///path.sock``; a path is an error (use base_path).
-            base_path: Prefix of every request path, e.g. ``"/api/v3"``.
-            headers: Default headers, validated and serialised once.
-            connections: Number of slots.
-            tls: None (verified with the system CA store for https), or an
-                ``ssl.SSLContext`` of yours; False with https is an error.
-            uds: Connect through this Unix socket (Host comes from ``url``).
-            connect_timeout: Seconds to open one connection (TLS included).
-            timeout: Default seconds for a whole request; None for none.
-            reconnect: Backoff policy for healing dead slots.
-            idle_timeout: Reconnect a slot idle longer than this before reuse
-                (set it below the server's keep-alive timeout).
-            retry_stale: Re-send an idempotent request once on a fresh
-                connection when its kept-alive connection turned out closed
-                before any response byte.
-            require: Fail unless at least this many connect (default: all);
-                the others heal in the background.
-            max_body_size, max_head_size, max_headers: Response limits.
-            user_agent: User-Agent header; None for warmline's default.
+        The options and their meaning are those of ``ClientPool.connect``
+        (one behaviour for both shells); ``timeout`` is also the default wait
+        for a slot in ``pool.get()`` and friends.
 
         Raises:
-            ConnectError: Fewer than ``require`` connections opened.
-            InvalidRequest: A bad URL, header or option.
+            ConnectError: Fewer than ``require`` connections opened
+                (ConnectTimeout when every attempt timed out).
+            InvalidRequest: A bad URL or header.
+            ValueError, TypeError: An option out of range or of the wrong type.
         """
         config = PoolConfig.build(
             url,
@@ -411,34 +278,45 @@ class AtomicClientPool:
             max_head_size=max_head_size,
             max_headers=max_headers,
             user_agent=user_agent,
+            max_lifetime=max_lifetime,
+            keep_alive=keep_alive,
+            tcp_keepalive=tcp_keepalive,
+            local_address=local_address,
         )
         pool = cls(config)
         pool._connect_all(config.need)
         return pool
 
     def _connect_all(self, need: int) -> None:
-        results = self._open_concurrently(len(self._slots))
+        core = self._core
+        with self._lock:
+            slots = core.start_connect()
+        if need == 0:
+            # Nothing required: every slot opens in the background, now.
+            self._locked(self._open_later, slots)
+            return
+        results = self._open_concurrently(len(slots))
         failures = [r for r in results if isinstance(r, BaseException)]
-        if len(self._slots) - len(failures) < need:
+        error = connect_verdict(failures, len(slots), need, self._origin)
+        if error is not None:
             for r in results:
                 if isinstance(r, Connection):
                     r.close()
             self.close()
-            first = failures[0]
-            if not isinstance(first, Exception):
-                raise first
-            reason = first.message if isinstance(first, WarmlineError) else str(first)
-            raise ConnectError(
-                f"{len(self._slots) - len(failures)} of {len(self._slots)} connections "
-                f"opened, {need} required: {reason}",
-                origin=self._origin_str,
-            ) from first
-        for slot, result in zip(self._slots, results, strict=True):
+            raise error
+        for slot, result in zip(slots, results, strict=True):
             if isinstance(result, Connection):
-                slot.conn = result
-                self._rejoin(slot)
+                self._watch_conn(slot, result)
+                self._locked(core.opened, slot, result, monotonic())
             else:
-                self._heal(slot)
+                self._locked(core.open_failed, slot, monotonic())
+
+    def _open_later(self, slots: list[_TSlot], plan: Plan[Connection]) -> None:
+        now = monotonic()
+        for slot in slots:
+            self._core.open_failed(slot, now, plan)  # OPENING -> HEALING
+            slot.failures = 0
+            slot.next_attempt = now
 
     def _open_concurrently(self, n: int) -> list[Connection | BaseException]:
         """Open n connections at once, one short-lived thread each (joined)."""
@@ -448,7 +326,7 @@ class AtomicClientPool:
             except WarmlineError as exc:
                 return [exc]
         results: list[Connection | BaseException] = [
-            ConnectError("not connected in time", origin=self._origin_str) for _ in range(n)
+            ConnectError("not connected in time", origin=self._origin) for _ in range(n)
         ]
         lock = threading.Lock()
         abandoned = False
@@ -473,66 +351,112 @@ class AtomicClientPool:
                 t.start()
             # connect_timeout bounds each connect (DNS aside); the margin
             # covers thread scheduling on a loaded machine.
-            bound = None if self._connect_timeout is None else self._connect_timeout + 5.0
-            deadline = None if bound is None else monotonic() + bound
+            connect_timeout = self._config.connect_timeout
+            deadline = None if connect_timeout is None else monotonic() + connect_timeout + 5.0
             for t in threads:
                 t.join(None if deadline is None else max(deadline - monotonic(), 0.0))
-        except BaseException:
+        finally:
+            # What a thread stored before this point is ours to return (or to
+            # close, if we are unwinding); a thread still connecting closes
+            # its connection itself.
             with lock:
                 abandoned = True
-                for result in results:
-                    if isinstance(result, Connection):
-                        result.close()
-            raise
-        # What a thread stored before this point is ours to return; a thread
-        # still connecting closes its connection itself.
-        with lock:
-            abandoned = True
-            return list(results)
+                snapshot = list(results)
+        return snapshot
 
     def _open(self, connect_timeout: TimeoutArg = DEFAULT) -> Connection:
-        reader = self._config.new_reader()
+        config = self._config
         return open_connection(
             self.origin,
-            tls=self._tls,
-            connect_timeout=(
-                self._connect_timeout if connect_timeout is DEFAULT else connect_timeout
-            ),
-            reader=reader,
+            **config.connect_options(),
+            connect_timeout=config.connect_timeout
+            if connect_timeout is DEFAULT
+            else connect_timeout,
+            reader=config.new_reader(),
         )
+
+    # -- the lock and the plans ------------------------------------------------
+    def _locked(self, op: Callable[..., object], *args: Any) -> None:
+        """Run a core operation under the lock, then carry out its plan."""
+        plan: Plan[Connection] = Plan()
+        with self._lock:
+            op(*args, plan)
+            self._finish_gc_releases(plan)
+        self._carry_out(plan)
+        if self._gc_released:
+            self._try_gc_releases()
+
+    def _carry_out(self, plan: Plan[Connection], error: WarmlineError | None = None) -> None:
+        for conn in plan.close:
+            conn.close(error)
+        for waiter in plan.wake:
+            assert isinstance(waiter, _Waiter)
+            waiter.lock.release()
+        if plan.heal:
+            self._wake_worker()
+        for core in plan.redispatch:  # a client's other pool got a permit
+            other: AtomicClientPool = core.shell
+            other._locked(core.dispatch)
+
+    def _release_from_gc(self, slot: _TSlot) -> None:
+        self._gc_released.append(slot)
+        self._try_gc_releases()
+
+    def _try_gc_releases(self) -> None:
+        # Whoever lets go of the lock looks again, so a queued release is
+        # never stranded (see the module docstring).
+        while self._gc_released and self._lock.acquire(blocking=False):
+            plan: Plan[Connection] = Plan()
+            try:
+                self._finish_gc_releases(plan)
+            finally:
+                self._lock.release()
+            self._carry_out(plan, PoolError(_RELEASED_IN_FLIGHT, origin=self._origin))
+
+    def _finish_gc_releases(self, plan: Plan[Connection]) -> None:
+        pending = self._gc_released
+        now = monotonic()
+        while pending:
+            slot = pending.pop()
+            conn = slot.conn
+            usable = conn is not None and conn.alive and not conn.busy
+            self._core.release(slot, usable, now, plan)
 
     # -- acquire / release -------------------------------------------------
     def try_acquire(self) -> AtomicClientSlot | None:
-        """The warmest ready slot, or None. Never blocks, does no I/O.
+        """The warmest ready slot, or None. Never blocks.
 
-        A dead or over-idle slot met on the way is sent to reconnect and the
+        A dead or over-age slot met on the way is sent to reconnect and the
         scan goes on. Unlike ``acquire()``, it may take a slot ahead of
         threads waiting in ``acquire()``.
-        """
-        slot = self._pop_ready()
-        return None if slot is None else AtomicClientSlot(slot)
 
-    def _pop_ready(self) -> _Slot | None:
-        ready = self._ready
+        Raises:
+            PoolClosed: The pool is closed.
+        """
+        slot = self._pop()
+        return None if slot is None else AtomicClientSlot(self, slot)
+
+    def _pop(self) -> _TSlot | None:
+        core = self._core
         while True:
-            try:
-                slot = ready.pop()  # atomic: no two threads get the same slot
-            except IndexError:
+            slot = core.pop()  # atomic: no two threads get the same slot
+            if slot is None:
+                if core.closed:
+                    raise self._count(PoolClosed("pool is closed", origin=self._origin))
                 return None
             conn = slot.conn
             if conn is not None and conn.alive and self._usable(slot, conn):
-                slot.state = _IN_USE
                 return slot
-            self._heal(slot)
+            self._locked(core.discard, slot, monotonic())
 
-    def _usable(self, slot: _Slot, conn: Connection) -> bool:
-        if self._idle_timeout is not None and monotonic() - slot.idle_since > self._idle_timeout:
+    def _usable(self, slot: _TSlot, conn: Connection) -> bool:
+        if self._core.ages and self._core.aged(slot, monotonic()):
             return False
         # An idle keep-alive connection has nothing to read. If it is readable,
         # the server closed or reset it, or sent bytes nobody asked for, which
         # the next request would otherwise read as its answer: look (stale()
         # tells TLS session tickets from a close). poll(0) is ~0.7 us, paid
-        # on every reuse: a connection in an unknown state is never reused.
+        # on every reuse, outside any lock.
         return not conn.readable() or not conn.stale()
 
     def acquire(self, timeout: float | None = None) -> AtomicClientSlot:
@@ -546,101 +470,96 @@ class AtomicClientPool:
             PoolTimeout: No slot within ``timeout`` seconds.
             PoolClosed: The pool is or got closed.
         """
-        slot = None if self._waiters else self._pop_ready()
+        wait = check_timeout(timeout, "timeout")
+        slot = None if self._core.waiters else self._pop()
         if slot is None:
-            slot = self._wait(timeout)
-        return AtomicClientSlot(slot)
+            slot = self._wait(wait, None)
+        return AtomicClientSlot(self, slot)
 
-    def _wait(self, timeout: float | None) -> _Slot:
-        if self._closed:
-            raise PoolClosed("pool is closed", origin=self._origin_str)
+    def _wait(self, timeout: float | None, deadline: float | None) -> _TSlot:
+        core = self._core
         waiter = _Waiter()
-        with self._lock:
-            if self._closed:
-                raise PoolClosed("pool is closed", origin=self._origin_str)
-            # Register first, then look for a ready slot (in _dispatch): a
-            # release that appended before we registered is found here, one
-            # that appends after sees us (see the module docstring).
-            self._waiters.append(waiter)
-            self._dispatch()
-            if waiter.slot is None:
-                self._stats.acquire_waits += 1
-        served = waiter.lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0))
-        if not served:
-            with self._lock:
-                # Served between the expiry and taking the lock? Then keep it.
-                if waiter.slot is None and waiter.error is None:
-                    self._waiters.remove(waiter)
-                    raise PoolTimeout(f"no slot ready within {timeout} s", origin=self._origin_str)
+        # Register first, then look for a ready slot (in add_waiter): a
+        # release that appended before is found here, one that appends after
+        # sees us.
+        self._locked(core.add_waiter, waiter)
+        raised = True
+        try:
+            served = waiter.lock.acquire(timeout=-1 if timeout is None else timeout)
+            raised = False
+        finally:
+            if raised or not served:
+                with self._lock:
+                    queued = core.remove_waiter(waiter)
+                if queued:
+                    waiter.error = PoolTimeout(
+                        f"no slot ready within {timeout} s", origin=self._origin
+                    )
+                elif raised and waiter.slot is not None:
+                    # The wait raised (a signal handler's exception, a
+                    # KeyboardInterrupt) after a slot was handed over: give
+                    # it back, never strand it.
+                    self._give_back(waiter.slot)
+                # else: served between the expiry and the lock; keep it.
         if waiter.error is not None:
-            raise waiter.error
-        assert waiter.slot is not None
-        return waiter.slot
+            raise self._count(waiter.error)
+        slot = waiter.slot
+        assert slot is not None
+        if slot.state is OPENING:
+            self._open_inline(slot, deadline)
+        return slot
 
-    def _dispatch(self) -> None:
-        """Hand ready slots to waiters, oldest first. Lock held."""
-        waiters = self._waiters
-        while waiters:
-            slot = self._pop_ready()
-            if slot is None:
-                return
-            waiter = waiters.popleft()
-            waiter.slot = slot
-            waiter.lock.release()
+    def _give_back(self, slot: _TSlot) -> None:
+        if slot.state is OPENING:
+            self._locked(self._core.open_failed, slot, monotonic())
+        else:
+            self._release(slot)
 
-    def _release(self, slot: _Slot) -> None:
-        if slot.state != _IN_USE:
-            return
+    def _open_inline(self, slot: _TSlot, deadline: float | None) -> None:
+        try:
+            conn = self._open(self._connect_budget(deadline))
+        except BaseException as exc:
+            self._locked(self._core.open_failed, slot, monotonic())
+            if isinstance(exc, WarmlineError):
+                self._count(exc)
+            raise
+        self._watch_conn(slot, conn)
+        plan: Plan[Connection] = Plan()
+        with self._lock:
+            kept = self._core.opened(slot, conn, monotonic(), plan, keep=True)
+        self._carry_out(plan)
+        if not kept:
+            raise self._count(PoolClosed("pool closed", origin=self._origin))
+
+    def _connect_budget(self, deadline: float | None) -> TimeoutArg:
+        # The request's deadline bounds its (re)connect too.
+        connect_timeout = self._config.connect_timeout
+        if deadline is None:
+            return DEFAULT
+        left = max(deadline - monotonic(), 1e-6)
+        return left if connect_timeout is None or left < connect_timeout else DEFAULT
+
+    def _release(self, slot: _TSlot) -> None:
+        core = self._core
         conn = slot.conn
-        if conn is None or not conn.alive:
-            # The connection died or was closed mid-request (error, timeout,
-            # Connection: close): never reused.
-            self._heal(slot)
+        usable = conn is not None and conn.alive and not conn.busy
+        if usable and core.fast:
+            core.push(slot)
+            # Append first, then look: see the module docstring.
+            if core.waiters or core.closed:
+                self._locked(core.dispatch)
             return
-        if self._idle_timeout is not None:
-            slot.idle_since = monotonic()  # only idle_timeout reads it
-        slot.state = _READY
-        self._ready.append(slot)
-        # Append first, then look: see the module docstring.
-        if self._waiters or self._closed:
-            self._after_release()
-
-    def _after_release(self) -> None:
+        plan: Plan[Connection] = Plan()
         with self._lock:
-            if self._closed:
-                self._close_ready()
-            else:
-                self._dispatch()
-
-    def _rejoin(self, slot: _Slot) -> None:
-        """A slot with a fresh connection becomes ready (or serves a waiter)."""
-        with self._lock:
-            conn = slot.conn
-            if self._closed:
-                slot.state = _CLOSED
-                if conn is not None:
-                    conn.close()
-                return
-            slot.idle_since = monotonic()
-            slot.state = _READY
-            self._ready.append(slot)
-            self._dispatch()
-
-    def _close_ready(self) -> None:
-        ready = self._ready
-        while True:
-            try:
-                slot = ready.pop()
-            except IndexError:
-                return
-            slot.state = _CLOSED
-            if slot.conn is not None:
-                slot.conn.close()
+            core.release(slot, usable, monotonic(), plan)
+            self._finish_gc_releases(plan)
+        busy = conn is not None and conn.busy
+        self._carry_out(plan, PoolError(_RELEASED_IN_FLIGHT, origin=self._origin) if busy else None)
 
     # -- requests ----------------------------------------------------------
     def _request(
         self,
-        slot: _Slot,
+        slot: _TSlot,
         method: str,
         path: str,
         params: ParamsArg | None,
@@ -649,6 +568,7 @@ class AtomicClientPool:
         json: Any,
         timeout: TimeoutArg,
     ) -> Response:
+        core = self._core
         try:
             if params is None and headers is None and content is None and json is None:
                 data = self._writer.build(method, path)  # no keywords to pass: ~0.1 us less
@@ -658,154 +578,35 @@ class AtomicClientPool:
                 )
             if timeout is DEFAULT:
                 timeout = self._timeout
-            deadline = None if timeout is None else monotonic() + timeout
+            elif timeout is not None:
+                timeout = check_timeout(timeout, "timeout")
+            if timeout is None:
+                deadline = None
+            elif timeout > 0:
+                deadline = monotonic() + timeout
+            else:
+                raise WriteTimeout("timeout of 0: nothing was sent")
             conn = slot.conn
             if conn is None or not conn.alive:
                 # The previous response on this lease closed the connection.
                 conn = self._reopen(slot, deadline)
+            elif conn.busy:
+                raise PoolError("a request is already in flight on this slot; one at a time")
             try:
                 response = conn.request(data, method, deadline)
-            except ConnectionClosed as exc:
-                if exc.received_any or not self._retry_stale or method not in IDEMPOTENT_METHODS:
+            except WarmlineError as exc:
+                if not core.retry_stale(exc, method):
                     raise
                 # The kept-alive connection was closed under us before any
                 # byte of the response: RFC 9112 §9.3.1 allows one retry.
-                self._stats.stale_retries += 1
                 conn = self._reopen(slot, deadline)
                 response = conn.request(data, method, deadline)
         except WarmlineError as exc:
             self._stats.error(exc)
-            exc.with_context(origin=self._origin_str, method=method, path=path)
+            exc.with_context(origin=self._origin, method=method, path=path)
             raise
         self._stats.requests += 1
         return response
-
-    def _reopen(self, slot: _Slot, deadline: float | None) -> Connection:
-        """Reconnect a leased slot inline, on the caller's thread."""
-        if slot.conn is not None:
-            slot.conn.close()
-            slot.conn = None
-        connect_timeout = self._connect_timeout
-        if deadline is not None:
-            left = max(deadline - monotonic(), 1e-6)
-            connect_timeout = left if connect_timeout is None else min(connect_timeout, left)
-        try:
-            conn = self._open(connect_timeout)
-        except WarmlineError:
-            self._stats.reconnect_failures += 1
-            raise
-        self._stats.reconnects += 1
-        slot.conn = conn
-        return conn
-
-    # -- healing -----------------------------------------------------------
-    def _heal(self, slot: _Slot) -> None:
-        """Close the slot's connection and hand the slot to the heal worker."""
-        conn = slot.conn
-        slot.conn = None
-        if conn is not None:
-            # A connection that served a response proves the server works: the
-            # first attempt is immediate. One that died without serving (a
-            # server or balancer that accepts and drops) meets the backoff.
-            proven = conn.served or monotonic() - conn.opened_at >= _PROVEN_AFTER_S
-            slot.failures = 0 if proven else slot.failures + 1
-            conn.close()
-        with self._lock:
-            if self._closed:
-                slot.state = _CLOSED
-                return
-            slot.state = _HEALING
-            slot.next_attempt = monotonic() + self._backoff.delay(slot.failures)
-            self._healing.append(slot)
-            if self._worker is None:
-                worker = threading.Thread(
-                    target=self._heal_loop, name=f"warmline-heal {self.origin}", daemon=True
-                )
-                worker.start()  # it waits for the lock we hold
-                self._worker = worker
-            self._wake_healer.notify()
-
-    def _heal_loop(self) -> None:
-        while True:
-            with self._lock:
-                due = self._next_due()
-            if due is None:
-                return
-            self._heal_batch(due)
-
-    def _next_due(self) -> list[_Slot] | None:
-        """Sleep until some slots are due for a reconnect; None to exit. Lock held."""
-        quiet_since = monotonic()
-        while not self._closed:
-            now = monotonic()
-            healing = self._healing
-            if healing:
-                due = [s for s in healing if s.next_attempt <= now]
-                if due:
-                    self._healing = [s for s in healing if s.next_attempt > now]
-                    return due
-                self._wake_healer.wait(min(s.next_attempt for s in healing) - now)
-                quiet_since = monotonic()
-            elif now - quiet_since >= _WORKER_IDLE_EXIT_S:
-                self._worker = None
-                return None
-            else:
-                self._wake_healer.wait(_WORKER_IDLE_EXIT_S - (now - quiet_since))
-        self._worker = None
-        return None
-
-    def _heal_batch(self, due: list[_Slot]) -> None:
-        for i, slot in enumerate(due):
-            if self._closed:
-                for rest in due[i:]:
-                    rest.state = _CLOSED
-                return
-            try:
-                slot.conn = self._open()
-            except Exception as exc:  # not only WarmlineError: the worker must survive
-                self._stats.reconnect_failures += 1
-                self._failure_log.failure(self.origin, exc, slot.failures + 1)
-                # The origin is down or unreachable: the others due now would
-                # most likely fail alike, each costing up to connect_timeout.
-                # Back all of them off instead of trying each in turn.
-                self._retry_later(due[i:])
-                return
-            self._stats.reconnects += 1
-            self._rejoin(slot)
-
-    def _retry_later(self, slots: list[_Slot]) -> None:
-        with self._lock:
-            if self._closed:
-                for slot in slots:
-                    slot.state = _CLOSED
-                return
-            now = monotonic()
-            for slot in slots:
-                slot.failures += 1
-                slot.next_attempt = now + self._backoff.delay(slot.failures)
-            self._healing.extend(slots)
-
-    # -- convenience -------------------------------------------------------
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: ParamsArg | None = None,
-        headers: HeadersArg | None = None,
-        content: ContentArg | None = None,
-        json: Any = None,
-        timeout: TimeoutArg = DEFAULT,
-        acquire_timeout: float | None = None,
-    ) -> Response:
-        """Acquire a slot, send one request, release. See AtomicClientSlot.request.
-
-        Args:
-            acquire_timeout: Seconds to wait for a slot (None: no limit).
-        """
-        if isinstance(method, str):
-            method = method.upper()  # the verbs below pass constants instead
-        return self._call(method, path, params, headers, content, json, timeout, acquire_timeout)
 
     def _call(
         self,
@@ -816,171 +617,191 @@ class AtomicClientPool:
         content: ContentArg | None,
         json: Any,
         timeout: TimeoutArg,
-        acquire_timeout: float | None,
+        acquire_timeout: TimeoutArg,
     ) -> Response:
         # No lease object: the pool holds the slot itself for the call.
-        slot = None if self._waiters else self._pop_ready()
+        slot = None if self._core.waiters else self._pop()
         if slot is None:
-            slot = self._wait(acquire_timeout)
+            if acquire_timeout is DEFAULT:
+                acquire_timeout = self._config.pool_timeout
+                if acquire_timeout is None:
+                    acquire_timeout = self._timeout if timeout is DEFAULT else timeout
+            slot = self._wait(check_timeout(acquire_timeout, "acquire_timeout"), None)
         try:
             return self._request(slot, method, path, params, headers, content, json, timeout)
         finally:
             self._release(slot)
 
-    def get(
-        self,
-        path: str,
-        *,
-        params: ParamsArg | None = None,
-        headers: HeadersArg | None = None,
-        content: ContentArg | None = None,
-        json: Any = None,
-        timeout: TimeoutArg = DEFAULT,
-        acquire_timeout: float | None = None,
-    ) -> Response:
-        """``request("GET", ...)``."""
-        return self._call("GET", path, params, headers, content, json, timeout, acquire_timeout)
+    def _reopen(self, slot: _TSlot, deadline: float | None) -> Connection:
+        """Reconnect a leased slot inline, on the caller's thread."""
+        if self._core.closed:
+            raise PoolClosed("pool closed")
+        if slot.state is not IN_USE:
+            raise PoolError(_RELEASED_IN_FLIGHT)
+        if slot.conn is not None:
+            slot.conn.close()
+            slot.conn = None
+        try:
+            conn = self._open(self._connect_budget(deadline))
+        except WarmlineError:
+            self._stats.reconnect_failures += 1
+            raise
+        if self._core.closed or slot.state is not IN_USE:
+            conn.close()
+            raise PoolClosed("pool closed") if self._core.closed else PoolError(_RELEASED_IN_FLIGHT)
+        self._stats.reconnects += 1
+        self._watch_conn(slot, conn)
+        slot.conn = conn
+        return conn
 
-    def head(
-        self,
-        path: str,
-        *,
-        params: ParamsArg | None = None,
-        headers: HeadersArg | None = None,
-        content: ContentArg | None = None,
-        json: Any = None,
-        timeout: TimeoutArg = DEFAULT,
-        acquire_timeout: float | None = None,
-    ) -> Response:
-        """``request("HEAD", ...)``."""
-        return self._call("HEAD", path, params, headers, content, json, timeout, acquire_timeout)
+    def _count(self, exc: WarmlineError) -> WarmlineError:
+        self._stats.error(exc)
+        return exc
 
-    def post(
-        self,
-        path: str,
-        *,
-        params: ParamsArg | None = None,
-        headers: HeadersArg | None = None,
-        content: ContentArg | None = None,
-        json: Any = None,
-        timeout: TimeoutArg = DEFAULT,
-        acquire_timeout: float | None = None,
-    ) -> Response:
-        """``request("POST", ...)``."""
-        return self._call("POST", path, params, headers, content, json, timeout, acquire_timeout)
+    # -- the worker: healing and watching ----------------------------------
+    def _watch_conn(self, slot: _TSlot, conn: Connection) -> None:
+        epoll = self._epoll
+        if epoll is None:
+            return
+        self._watch[conn.fd] = slot
+        with contextlib.suppress(OSError):
+            epoll.register(conn.fd, _WATCH_EVENTS)
 
-    def put(
-        self,
-        path: str,
-        *,
-        params: ParamsArg | None = None,
-        headers: HeadersArg | None = None,
-        content: ContentArg | None = None,
-        json: Any = None,
-        timeout: TimeoutArg = DEFAULT,
-        acquire_timeout: float | None = None,
-    ) -> Response:
-        """``request("PUT", ...)``."""
-        return self._call("PUT", path, params, headers, content, json, timeout, acquire_timeout)
+    def _wake_worker(self) -> None:
+        with self._lock:
+            start = self._worker is None and not self._core.closed
+            if start:
+                worker = threading.Thread(
+                    target=_worker_main,
+                    args=(weakref.ref(self),),
+                    name=f"warmline-heal {self.origin}",
+                    daemon=True,
+                )
+                self._worker = worker
+        if start:
+            worker.start()
+        elif self._wake_w >= 0:
+            with contextlib.suppress(OSError):  # full pipe: it is awake anyway
+                os.write(self._wake_w, b"\0")
 
-    def patch(
-        self,
-        path: str,
-        *,
-        params: ParamsArg | None = None,
-        headers: HeadersArg | None = None,
-        content: ContentArg | None = None,
-        json: Any = None,
-        timeout: TimeoutArg = DEFAULT,
-        acquire_timeout: float | None = None,
-    ) -> Response:
-        """``request("PATCH", ...)``."""
-        return self._call("PATCH", path, params, headers, content, json, timeout, acquire_timeout)
+    def _work_once(self) -> float | None:
+        """One round of the worker: heal what is due; how long to sleep (None: exit)."""
+        core = self._core
+        with self._lock:
+            if core.closed:
+                self._worker = None
+                return None
+            due = core.due(monotonic())
+        for i, slot in enumerate(due):
+            try:
+                conn = self._open()
+            except Exception as exc:  # not only WarmlineError: the worker must survive
+                # The origin is down or unreachable: the others due now would
+                # most likely fail alike, each costing up to connect_timeout.
+                # Back all of them off instead of trying each in turn.
+                now = monotonic()
+                with self._lock:
+                    failures = [core.open_failed(s, now, Plan()) for s in due[i:]]
+                self._failure_log.failure(self.origin, exc, max(failures))
+                break
+            self._watch_conn(slot, conn)
+            self._locked(core.opened, slot, conn, monotonic())
+        next_due = core.next_due()
+        if next_due is None:
+            return _WORKER_TICK_S
+        return min(max(next_due - monotonic(), 0.0), _WORKER_TICK_S)
 
-    def delete(
-        self,
-        path: str,
-        *,
-        params: ParamsArg | None = None,
-        headers: HeadersArg | None = None,
-        content: ContentArg | None = None,
-        json: Any = None,
-        timeout: TimeoutArg = DEFAULT,
-        acquire_timeout: float | None = None,
-    ) -> Response:
-        """``request("DELETE", ...)``."""
-        return self._call("DELETE", path, params, headers, content, json, timeout, acquire_timeout)
-
-    def options(
-        self,
-        path: str,
-        *,
-        params: ParamsArg | None = None,
-        headers: HeadersArg | None = None,
-        content: ContentArg | None = None,
-        json: Any = None,
-        timeout: TimeoutArg = DEFAULT,
-        acquire_timeout: float | None = None,
-    ) -> Response:
-        """``request("OPTIONS", ...)``."""
-        return self._call("OPTIONS", path, params, headers, content, json, timeout, acquire_timeout)
+    def _on_events(self, events: list[tuple[int, int]]) -> None:
+        now = monotonic()
+        for fd, _ in events:
+            if fd == self._wake_r:
+                with contextlib.suppress(OSError):
+                    os.read(self._wake_r, 4096)
+                continue
+            slot = self._watch.get(fd)
+            if slot is not None and slot.conn is not None and slot.conn.fd == fd:
+                self._locked(self._core.lost, slot, now)
 
     # -- introspection -----------------------------------------------------
     @property
     def available(self) -> int:
         """Slots ready now (a dead one among them is found on acquire)."""
-        return len(self._ready)
+        return len(self._core.ready)
 
     @property
     def size(self) -> int:
         """Number of slots."""
-        return len(self._slots)
+        return len(self._core.slots)
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self._core.closed
+
+    @property
+    def _waiters(self) -> Any:
+        return self._core.waiters
 
     def stats(self) -> PoolStats:
         """A snapshot of the counters and the current slot states."""
-        states = [slot.state for slot in self._slots]
-        return self._stats.snapshot(
-            ready=states.count(_READY),
-            in_use=states.count(_IN_USE),
-            reconnecting=states.count(_HEALING),
-            size=len(self._slots),
-        )
+        return self._core.snapshot()
 
     def __repr__(self) -> str:
-        states = [slot.state for slot in self._slots]
-        state = "closed" if self._closed else "open"
-        return (
-            f"<AtomicClientPool {self.origin} {state}: {states.count(_READY)} ready, "
-            f"{states.count(_IN_USE)} in use, {states.count(_HEALING)} reconnecting>"
-        )
+        return f"<AtomicClientPool {self._core.describe()}>"
 
-    # -- closing -----------------------------------------------------------
+    # -- closing and forking --------------------------------------------------
     def close(self) -> None:
-        """Close every idle connection, stop healing, wake waiters with PoolClosed.
+        """Close every connection, stop healing, wake waiters with PoolClosed.
 
-        Slots in use close their connection when released. The heal worker is
-        joined for up to ``connect_timeout`` + 1 s (it may be inside a connect).
+        Requests in flight on other threads fail at once with PoolClosed; no
+        connection is opened after this. Returns promptly: a reconnect in
+        progress is abandoned (it closes what it opens).
         """
+        plan: Plan[Connection] = Plan()
         with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            while self._waiters:
-                waiter = self._waiters.popleft()
-                waiter.error = PoolClosed("pool closed", origin=self._origin_str)
-                waiter.lock.release()
-            for slot in self._healing:
-                slot.state = _CLOSED
-            self._healing = []
-            self._wake_healer.notify_all()
+            in_flight = self._core.close(plan)
             worker = self._worker
-        self._close_ready()
+            self._worker = None
+        closed = PoolClosed("pool closed", origin=self._origin)
+        for conn in in_flight:
+            conn.close(closed)
+        self._carry_out(plan, closed)
+        if self._wake_w >= 0:
+            with contextlib.suppress(OSError):
+                os.write(self._wake_w, b"\0")
         if worker is not None and worker is not threading.current_thread():
-            worker.join((self._connect_timeout or 5.0) + 1.0)
+            worker.join(_CLOSE_JOIN_S)
+        if worker is None or not worker.is_alive():
+            self._close_watch()
+
+    def _close_watch(self) -> None:
+        epoll, self._epoll = self._epoll, None
+        if epoll is not None:
+            epoll.close()
+        for fd in (self._wake_r, self._wake_w):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._wake_r = self._wake_w = -1
+        self._watch.clear()
+
+    def _after_fork(self) -> None:
+        # In the child: the lock may have been held by a thread that does not
+        # exist here, the worker is gone, and every socket is shared with the
+        # parent. Start afresh without touching what the parent uses.
+        self._lock = threading.Lock()
+        self._gc_released = []
+        self._worker = None
+        for conn in self._core.after_fork():
+            conn.forget()
+        if self._epoll is not None:
+            self._epoll.close()
+            for fd in (self._wake_r, self._wake_w):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            self._watch.clear()
+            self._open_watch()
+        if not self._core.closed and not self._core.lazy:
+            self._wake_worker()
 
     def __enter__(self) -> AtomicClientPool:
         return self
@@ -989,3 +810,41 @@ class AtomicClientPool:
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _worker_main(ref: weakref.ref[AtomicClientPool]) -> None:
+    """The heal-and-watch loop; holds its pool only while it works on it."""
+    while True:
+        pool = ref()
+        if pool is None:
+            return
+        sleep = pool._work_once()
+        epoll = pool._epoll
+        if sleep is None:
+            if epoll is not None:
+                pool._close_watch()
+            return
+        del pool
+        if epoll is None:
+            threading.Event().wait(sleep)  # no epoll here: heal only
+            continue
+        try:
+            events = epoll.poll(sleep)
+        except (OSError, ValueError):  # closed under us by close()
+            return
+        if events:
+            pool = ref()
+            if pool is None:
+                return
+            pool._on_events(events)
+            del pool
+
+
+def _reset_after_fork() -> None:
+    for pool in list(_POOLS):
+        with contextlib.suppress(Exception):
+            pool._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)

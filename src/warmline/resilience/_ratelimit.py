@@ -505,7 +505,8 @@ class RateLimiter:
 
         Args:
             status: The response status.
-            headers_get: Header lookup (``response.headers.get``).
+            headers_get: Case-insensitive header lookup
+                (``response.headers.get``); asked for ``"retry-after"``.
             now_epoch: Current Unix time, for an HTTP-date ``Retry-After``.
 
         Returns:

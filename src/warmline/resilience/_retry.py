@@ -210,8 +210,8 @@ class Retry:
             method: The request's method (upper case, as sent).
             status: The response status, when a response arrived.
             error: The exception the attempt raised, when it failed.
-            headers_get: Looks up a response header by name
-                (``response.headers.get``), for ``Retry-After``.
+            headers_get: Case-insensitive lookup of a response header
+                (``response.headers.get``); asked for ``"retry-after"``.
             replayable_body: False when the body was a stream that cannot be
                 sent again (a consumed iterator or file).
             now_epoch: The current Unix time, for an HTTP-date ``Retry-After``.

@@ -316,14 +316,14 @@ async def test_async_waiters_are_served_in_fifo_order() -> None:
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("where", ["head-sleeping", "behind", "before-first-poll"])
+@pytest.mark.parametrize("where", ["head-sleeping", "behind", "queued-in-the-same-tick"])
 async def test_cancelling_an_async_waiter_leaves_nothing_reserved(where: str) -> None:
     limiter = RateLimiter(FAST, burst=4)
     assert limiter.try_take(4)
     tat = limiter._core.tat
     victim_first = where != "behind"
     first = asyncio.create_task(limiter.take(4))
-    if where != "before-first-poll":
+    if where != "queued-in-the-same-tick":
         await asyncio.sleep(0)
     second = asyncio.create_task(limiter.take(2))
     await asyncio.sleep(0)

@@ -51,7 +51,7 @@ try:
     )
     from prometheus_client.registry import CollectorRegistry
     from prometheus_client.samples import Sample
-except ImportError as exc:  # pragma: no cover - exercised without the extra
+except ImportError as exc:  # tests/test_contrib_extras.py
     raise ImportError(
         "warmline.contrib.prometheus needs prometheus_client: pip install 'warmline[prometheus]'"
     ) from exc

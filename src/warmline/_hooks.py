@@ -28,6 +28,18 @@ Cost: with ``hooks=None`` the shells test ``hooks is not None`` once per
 request and build no event. A hooks object with some callbacks set costs one
 event per request plus those callbacks; :attr:`Hooks.present` names them.
 
+Contract for the shells (one request; ``t0`` = clock at the call):
+``on_request_start`` first, before acquiring, and before the request is
+serialised (so ``extra_headers`` can be sent); ``on_slot_acquired`` once a slot
+is held (``conn_id``, ``acquire_wait``; 0.0 on a slot already held);
+``on_request_written`` after the bytes went to the socket (``write``);
+``on_response_head`` once the head is parsed (``status``, ``ttfb``); then
+exactly one of ``on_response_end`` (``total``) or ``on_error`` (``error``,
+``total``; cancellation included). On a stale retry: ``on_stale_retry`` with
+``attempt`` now 2, then ``on_slot_acquired``/``on_request_written``/
+``on_response_head`` again for the new attempt. Each redirect hop is its own
+request (its own event). Every call goes through :func:`safe_call`.
+
 Failure policy (:func:`safe_call`): a hook that raises never breaks the
 request. The exception is logged on the ``warmline`` logger at WARNING with
 its traceback the first time for each hook function, then at most once a

@@ -1,0 +1,1 @@
+"""Adapters from warmline to other stacks; each needs its own extra installed."""

@@ -1,0 +1,37 @@
+"""Each contrib module without its extra: one clear ImportError naming the extra."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import pytest
+
+
+@pytest.mark.parametrize(
+    ("module", "blocked", "extra"),
+    [
+        ("warmline.contrib.prometheus", "prometheus_client", "prometheus"),
+        ("warmline.contrib.otel", "opentelemetry", "otel"),
+    ],
+)
+def test_missing_extra_names_the_pip_command(
+    monkeypatch: pytest.MonkeyPatch, module: str, blocked: str, extra: str
+) -> None:
+    for name in list(sys.modules):
+        if name == blocked or name.startswith(blocked + "."):
+            monkeypatch.setitem(sys.modules, name, None)  # None makes import fail
+    monkeypatch.setitem(sys.modules, blocked, None)
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    with pytest.raises(ImportError, match=rf"pip install 'warmline\[{extra}\]'"):
+        importlib.import_module(module)
+
+
+def test_the_core_imports_no_optional_dependency() -> None:
+    import warmline._histogram
+    import warmline._hooks
+    import warmline.contrib
+
+    assert warmline._hooks.Hooks is not None
+    assert warmline._histogram.LatencyHistogram is not None
+    assert warmline.contrib.__doc__

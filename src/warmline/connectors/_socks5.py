@@ -215,7 +215,9 @@ class Socks5Handshake:
 def _domain(host: str, hs: Socks5Handshake) -> bytes:
     """Length-prefixed ASCII (IDNA) name; RFC 1928 gives it one length octet."""
     try:
-        name = host.encode("idna")
+        # ASCII names go as they are (the idna codec would refuse a label
+        # like "my_host" that resolvers accept); others are IDNA-encoded.
+        name = host.encode("ascii") if host.isascii() else host.encode("idna")
     except UnicodeError:
         raise hs._error("cannot carry this host name (not IDNA-encodable)") from None
     if not 0 < len(name) <= 255:

@@ -253,9 +253,7 @@ def _check_absolute_prefix(prefix: str) -> str:
     if prefix:
         scheme, sep, authority = prefix.partition("://")
         if not sep or scheme not in ("http", "https"):
-            raise InvalidRequest(
-                f"absolute_form_prefix must be http://host[:port], got {prefix!r}"
-            )
+            raise InvalidRequest(f"absolute_form_prefix must be http://host[:port], got {prefix!r}")
         _check_host(authority)
     return prefix
 

@@ -447,3 +447,15 @@ def _no_secret(exc: BaseException) -> None:
             assert PASSWORD not in text and BAD_PASSWORD not in text
             assert USER not in text
         seen = seen.__cause__ or seen.__context__  # type: ignore[assignment]
+
+
+@pytest.mark.parametrize("kind", ["https", "socks5h"])
+def test_uvloop_tunnels(
+    kind: str, pp_tls: ProxyServer, pp_auth: ProxyServer, granian_tls: Server, tls_files: TLSFiles
+) -> None:
+    # uvloop's start_tls also runs over its own SSL transport (TLS in TLS).
+    uvloop = pytest.importorskip("uvloop")
+    server = pp_tls if kind == "https" else pp_auth
+    proxy = Proxy(server.url(kind, auth=AUTH), tls=tls_files.client_context())
+    responses = uvloop.run(aio_roundtrips(granian_tls.url, proxy, tls_files.client_context()))
+    assert [_seen(r)["path"] for r in responses] == ["/echo", "/echo"]

@@ -246,6 +246,18 @@ def _check_host(host: str) -> None:
         )
 
 
+def _check_absolute_prefix(prefix: str) -> str:
+    """Check an absolute-form prefix: ``""`` or ``http://`` and a valid authority."""
+    if not isinstance(prefix, str):
+        raise TypeError(f"absolute_form_prefix must be str, not {type(prefix).__name__}")
+    if prefix:
+        scheme, sep, authority = prefix.partition("://")
+        if not sep or scheme not in ("http", "https"):
+            raise InvalidRequest(f"absolute_form_prefix must be http://host[:port], got {prefix!r}")
+        _check_host(authority)
+    return prefix
+
+
 def _normalise_base_path(base_path: str) -> str:
     """``"api/v3/"`` -> ``"/api/v3"``; ``""`` and ``"/"`` -> ``""``; encoded once."""
     if not isinstance(base_path, str):
@@ -368,6 +380,11 @@ class RequestWriter:
             ``User-Agent`` in ``headers`` takes precedence.
         max_body_size: Largest body :meth:`build` accepts, in bytes, or
             ``None`` for no limit.
+        absolute_form_prefix: ``"http://host:port"`` to send absolute-form
+            targets (``GET http://host:port/path``, RFC 9112 §3.2.2), as a
+            request to a forward proxy must; ``""`` (the default) sends
+            origin-form. Applied when a request line is first built, so a
+            cached request costs the same either way.
 
     Raises:
         InvalidRequest: A bad host, base path, header name or value.
@@ -389,6 +406,7 @@ class RequestWriter:
         "_lines",
         "_max_body_size",
         "_names",
+        "_prefix",
         "_query_keys",
         "_requests",
         "_tail",
@@ -405,9 +423,11 @@ class RequestWriter:
         headers: HeadersArg | None = None,
         user_agent: str | None = DEFAULT_USER_AGENT,
         max_body_size: int | None = DEFAULT_MAX_REQUEST_BODY_SIZE,
+        absolute_form_prefix: str = "",
     ) -> None:
         _check_host(host)
         self._host = host
+        self._prefix = _check_absolute_prefix(absolute_form_prefix)
         self._base_path = _normalise_base_path(base_path)
         if max_body_size is not None and max_body_size < 0:
             raise ValueError(f"max_body_size must be >= 0 or None, not {max_body_size}")
@@ -577,7 +597,8 @@ class RequestWriter:
             raise TypeError(f"path must be str, not {type(path).__name__}")
         separator: bytes | None
         if path == "*" and name == "OPTIONS":
-            target, separator = "*", None
+            # RFC 9112 §3.2.4: to a proxy, OPTIONS * is the bare authority.
+            target, separator = ("" if self._prefix else "*"), None
         elif not path.startswith("/"):
             raise InvalidRequest(
                 "path must start with '/' (the pool's origin is fixed; a full URL is not accepted)",
@@ -588,7 +609,11 @@ class RequestWriter:
             # RFC 9112 §3.2: the target carries no fragment; drop it like a URL would.
             target = _encode_target(self._base_path + path.partition("#")[0], method)
             separator = b"?" if "?" not in target else b"" if target[-1] in "?&" else b"&"
-        entry = (f"{name} {target}".encode("ascii"), separator, name in _LENGTH_REQUIRED)
+        entry = (
+            f"{name} {self._prefix}{target}".encode("ascii"),
+            separator,
+            name in _LENGTH_REQUIRED,
+        )
         _cache_put(self._lines, method, path, entry)
         return entry
 

@@ -50,32 +50,48 @@ Choices, and why:
   presents them as decoded.
 
 Backends, measured with ``uv run python -m benchmarks.bench_decoders``
-(CPython 3.11.7, 2-core VM, thread CPU time, fastest of 40 rounds; one call =
-a new decompressor plus the whole body; 1 KiB JSON gzipped to 290 bytes,
-1 MiB JSON to 207 KiB at level 6)::
+(CPython 3.11.7, 2-core VM, thread CPU time, fastest of 40 rounds; one call
+= a new decompressor plus the whole body; a 1 KiB JSON ticker list and a
+1 MiB one; full table in :mod:`warmline._bench.micro.decoders`)::
 
-    scenario           backend            ns/call      MB/s
-    gzip 1 KiB JSON    zlib                 3 089       331
-                       zlib-ng              2 583       396
-                       isal                 2 689       381
-    gzip 1 MiB JSON    zlib             1 851 133       566
-                       zlib-ng          1 007 229     1 041
-                       isal               599 205     1 750
+    scenario     backend              ns/call      MB/s
+    gzip 1 KiB   zlib                   3 156       324
+                 zlib-ng                2 629       389
+                 isal                   2 790       367
+                 warmline (on isal)     4 363       235
+    gzip 1 MiB   zlib               2 398 364       437
+                 zlib-ng            1 590 991       659
+                 isal               1 042 462     1 006
+                 warmline (on isal) 1 024 568     1 023
+    br 1 KiB     brotli                 3 001       341
+                 brotlicffi            15 299        67
+    br 1 MiB     brotli             1 323 028       793
+                 brotlicffi         1 675 255       626
+    zstd 1 KiB   backports.zstd        18 057        57
+                 zstandard              1 673       612
+    zstd 1 MiB   backports.zstd       639 433     1 640
+                 zstandard            627 963     1 670
 
-(the figures of the benchmark's last full run are in
-``warmline._bench.micro.decoders``). ISA-L (``isal.isal_zlib``, extra
-``fast``) is 3.1x faster than zlib on large bodies and 13% on small ones,
-zlib-ng 1.8x and 16%: both speak zlib's API (``max_length``,
+gzip/deflate: ISA-L (``isal.isal_zlib``) is 2.3x faster than zlib on large
+bodies and zlib-ng 1.5x; on a 1 KiB body all three are within 20% (the
+setup of a decompressor dominates). Both speak zlib's API (``max_length``,
 ``unconsumed_tail``, ``unused_data``), so the first installed of isal,
-zlib-ng, zlib is used for gzip and deflate, chosen once on first use.
+zlib-ng, zlib is used, chosen once on first use: ``isal`` belongs in the
+``fast`` extra. warmline's own cost on top (parse the header, build the
+decoder, count, check the end) is ~1.5 us per response.
 
-For br, the ``brotli`` C binding is preferred to ``brotlicffi`` (the cffi one is
-for PyPy); both need 1.2 or later for ``output_buffer_limit`` (an older one is
-reported as missing). For zstd, ``compression.zstd`` (Python 3.14+) or its
-backport ``backports.zstd`` are used: they bound each call's output
-(``max_length``); ``zstandard``'s ``decompressobj`` cannot, so it could not
-stop a bomb with bounded memory, and ``pyzstd`` is now a wrapper around the
-backport.
+br: the ``brotli`` C binding (5x faster on small bodies) is preferred to
+``brotlicffi`` (for PyPy); both need 1.2 or later for ``output_buffer_limit``
+(an older one counts as missing).
+
+zstd: ``compression.zstd`` (Python 3.14+) or its backport ``backports.zstd``
+(extra ``zstd``). They bound each call's output (``max_length``), as a bomb
+needs; ``zstandard``'s ``decompressobj`` cannot, and ``pyzstd`` is now a
+wrapper around the backport. Their catch: a new decompression context per
+response costs ~16 us (``zstandard`` reuses one), so on small bodies zstd is
+~6x slower than gzip here; it pays off only on large bodies. It is
+advertised last in :func:`accept_encoding`, and only when the extra is
+installed.
 """
 
 from __future__ import annotations
@@ -166,35 +182,28 @@ class _Inflate:
     For ``deflate`` (``wbits=0`` at first) the first two bytes pick zlib or raw.
     """
 
-    __slots__ = ("_api", "_fed", "_obj", "_pending", "_wbits", "more", "name")
+    __slots__ = ("_api", "_fed", "_obj", "_pending", "_wbits", "more")
 
-    def __init__(self, api: _ZlibAPI, wbits: int, name: str) -> None:
+    def __init__(self, api: _ZlibAPI, wbits: int) -> None:
         self._api = api
         self._wbits = wbits
         self._obj: Any = api.decompressobj(wbits) if wbits else None
         self._pending = b""  # input not consumed yet (a new member, or the sniffed bytes)
         self._fed = False
         self.more = False
-        self.name = name
+
+    @property
+    def name(self) -> str:
+        return "gzip" if self._wbits == 31 else "deflate"
 
     def step(self, data: bytes, max_length: int) -> bytes:
-        if self._pending:
-            data = self._pending + data
-            self._pending = b""
-        elif not data:
-            if not self.more:
+        obj = self._obj
+        if self._pending or not data or obj is None or obj.eof:
+            obj, data = self._prepare(data)
+            if obj is None:
                 return b""
         else:
             self._fed = True
-        obj = self._obj
-        if obj is None:  # deflate, flavour not known yet
-            obj = self._sniff(data)
-            if obj is None:
-                return b""
-        elif obj.eof:
-            obj = self._next_member(data)
-            if obj is None:
-                return b""
         try:
             out: bytes = obj.decompress(data, max_length)
         except self._api.error as exc:
@@ -209,6 +218,28 @@ class _Inflate:
             # no input left over: inflate keeps pending output internally.
             self.more = len(out) >= max_length
         return out
+
+    def _prepare(self, data: bytes) -> tuple[Any, bytes]:
+        """The uncommon cases of step(): held input, no input, a stream's start or end.
+
+        Returns:
+            The decompressor to call with the returned data, or ``None`` when
+            there is nothing to do yet.
+        """
+        if self._pending:
+            data = self._pending + data
+            self._pending = b""
+        elif not data:
+            if not self.more:
+                return None, data
+        else:
+            self._fed = True
+        obj = self._obj
+        if obj is None:  # deflate, flavour not known yet
+            return self._sniff(data), data
+        if obj.eof:
+            return self._next_member(data), data
+        return obj, data
 
     def _sniff(self, data: bytes) -> Any:
         """Pick zlib-wrapped or raw deflate from the first two bytes (RFC 1950 §2.2)."""
@@ -372,11 +403,11 @@ def _load_zstd() -> Any:
 
 
 def _gzip_codec(max_size: int) -> _Codec:
-    return _Inflate(gzip_backend()[1], 31, "gzip")
+    return _Inflate(_gzip_module or gzip_backend()[1], 31)
 
 
 def _deflate_codec(max_size: int) -> _Codec:
-    return _Inflate(gzip_backend()[1], 0, "deflate")
+    return _Inflate(_gzip_module or gzip_backend()[1], 0)
 
 
 def _br_codec(max_size: int) -> _Codec:
@@ -492,7 +523,10 @@ class Decoder:
         if max_size < 0:
             raise ValueError("max_size must not be negative")
         self.codings = codings
-        self._codecs: list[_Codec] = [_FACTORIES[name](max_size) for name in codings]
+        if len(codings) == 1:
+            self._codecs: list[_Codec] = [_FACTORIES[codings[0]](max_size)]
+        else:
+            self._codecs = [_FACTORIES[name](max_size) for name in codings]
         self._max_size = max_size
         self.size = 0
 
@@ -507,8 +541,11 @@ class Decoder:
         codecs = self._codecs
         if len(codecs) == 1:  # the common case: one call, no generator
             codec = codecs[0]
-            out = codec.step(data, self._max_size - self.size + 1)
-            self._count(out)
+            room = self._max_size - self.size
+            out = codec.step(data, room + 1)
+            if len(out) > room:
+                raise ResponseTooLarge(f"decoded body larger than {self._max_size} bytes")
+            self.size += len(out)
             if codec.more:
                 return out + b"".join(self._pump(0, b"", self._max_size + 1))
             return out
@@ -588,7 +625,7 @@ def make_decoder(content_encoding: str | bytes | None, *, max_size: int) -> Deco
     """
     if not content_encoding:
         return None
-    codings = _parse_codings(content_encoding)
+    codings = _PARSED.get(content_encoding) or _parse_codings(content_encoding)
     if not codings:
         return None
     return Decoder(codings, max_size=max_size)

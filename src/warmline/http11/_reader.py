@@ -379,12 +379,21 @@ def _keep(body: list[bytes | bytearray | memoryview], piece: bytes | memoryview)
     A list entry costs ~40 bytes of overhead whatever its size, so a body sent
     in tiny pieces (2-byte chunks, 1-byte reads) kept piece by piece would use
     ~20x its size; merged, memory stays within a small factor of the limit.
-    Large pieces stay views, copied only by the final join.
+    Large pieces stay views, copied only by the final join. A first small
+    piece is kept as ``bytes`` and turned into a bytearray only when a second
+    one follows, so a small body in one piece is never copied again (the join
+    of one ``bytes`` returns it).
     """
     if len(piece) >= _COPY_LIMIT:
         body.append(piece)
-    elif body and type(last := body[-1]) is bytearray:
+    elif not body:
+        body.append(piece if type(piece) is bytes else bytes(piece))  # no view pins `data`
+    elif type(last := body[-1]) is bytearray:
         last += piece
+    elif len(last) < _COPY_LIMIT:  # a small first piece: start merging
+        merged = bytearray(last)
+        merged += piece
+        body[-1] = merged
     else:
         body.append(bytearray(piece))
 
@@ -865,10 +874,19 @@ class ResponseReader:
         """
         body = self._body
         size_of = _CHUNK_SIZES.get
+        find = data.find
         length = len(data)
         total = self._body_size
         limit = self._max_body_size
         size = self._remaining if self._state == _CHUNK_DATA else -1
+        # _keep() inlined, the loop's main cost with small chunks: `merge` is
+        # the bytearray small chunks are appended to while it is the last
+        # piece, `view` the one memoryview large chunks are sliced from.
+        merge = body[-1] if body and type(body[-1]) is bytearray else None
+        view = None
+        # The last chunk-size unit with its final CRLF; None matches nothing.
+        same: bytes | None = None
+        same_length = same_size = 0
         while True:
             if size >= 0:  # chunk data, then the next chunk-size unit
                 stop = pos + size
@@ -879,25 +897,46 @@ class ResponseReader:
                     self._remaining = stop - length
                     self._body_size = total
                     return -1
-                _keep(body, memoryview(data)[pos:stop])
+                if size >= _COPY_LIMIT:
+                    if view is None:
+                        view = memoryview(data)
+                    body.append(view[pos:stop])
+                    merge = None
+                elif merge is not None:
+                    merge += data[pos:stop]
+                else:
+                    _keep(body, data[pos:stop])
+                    last = body[-1]
+                    merge = last if type(last) is bytearray else None
                 pos = stop
-            end = data.find(b"\r\n", pos + 2, pos + MAX_CHUNK_LINE_SIZE)
-            if end < 0:
-                self._state = _CHUNK_LINE
-                self._body_size = total
-                self._wait(data, pos, b"\r\n", 2, MAX_CHUNK_LINE_SIZE)
-                return -1
-            unit = data[pos:end]  # CRLF chunk-size [ext]
-            size = size_of(unit, -1)
-            if size < 0:
-                size = _chunk_size(unit)
+            if data[pos : pos + same_length] == same:
+                # The very bytes of the previous chunk-size unit, its CRLFs
+                # included, so the same valid size: servers repeat one size.
+                # A slice and a compare instead of a find, a slice and a get.
+                size = same_size
+                pos += same_length
+            else:
+                end = find(b"\r\n", pos + 2, pos + MAX_CHUNK_LINE_SIZE)
+                if end < 0:
+                    self._state = _CHUNK_LINE
+                    self._body_size = total
+                    self._wait(data, pos, b"\r\n", 2, MAX_CHUNK_LINE_SIZE)
+                    return -1
+                unit = data[pos:end]  # CRLF chunk-size [ext]
+                size = size_of(unit, -1)
+                if size < 0:
+                    size = _chunk_size(unit)
+                if size:
+                    same = data[pos : end + 2]
+                    same_length = len(same)
+                    same_size = size
+                pos = end + 2
             if size == 0:
                 self._state = _TRAILERS
-                return end  # the CRLF ending this line starts the trailer section
+                return pos - 2  # the CRLF ending this line starts the trailer section
             total += size
             if total > limit:
                 raise ResponseTooLarge(f"chunked body larger than {limit} bytes")
-            pos = end + 2
 
     def _parse_trailers(self, data: bytes, pos: int) -> Response | None:
         """Parse ``CRLF *(field-line CRLF) CRLF`` after the last chunk and finish."""

@@ -205,6 +205,12 @@ class Connection(asyncio.Protocol):
         raw = getattr(sock, "_sock", sock)  # asyncio wraps it in a TransportSocket
         with contextlib.suppress(Exception):
             raw.close()
+        # asyncio's selector transports would still warn "unclosed transport"
+        # when collected; the socket is closed, so tell them (uvloop's close
+        # their handle themselves).
+        if hasattr(transport, "_sock"):
+            with contextlib.suppress(Exception):
+                transport._sock = None
 
     # -- internals ---------------------------------------------------------
     def _on_deadline(self) -> None:

@@ -114,6 +114,29 @@ def test_port_in_use(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None
     one_line_error(capsys, code, f"port {port}", "in use")
 
 
+# ------------------------------------------------------- without the bench extra
+BENCH_HINT = "pip install 'warmline[bench]'"
+
+
+@pytest.mark.parametrize("module", ["rich", "matplotlib"])
+def test_bench_without_its_extra(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, module: str
+) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # as if not installed
+    one_line_error(capsys, main(["bench", "--quick"]), BENCH_HINT, f"{module} not installed")
+
+
+def test_bench_without_granian_or_nginx(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setitem(sys.modules, "granian", None)
+    monkeypatch.setattr(runner.launch, "nginx_path", lambda: None)
+    one_line_error(capsys, main(["bench", "--quick"]), BENCH_HINT, "granian not installed")
+    # An external server needs neither: the run gets past the check.
+    url = f"http://127.0.0.1:{free_port()}/small"
+    one_line_error(capsys, main(["bench", "--url", url, "--out", str(tmp_path)]), "cannot reach")
+
+
 # ----------------------------------------------------------------- --help, --version
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:

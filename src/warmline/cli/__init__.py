@@ -2,15 +2,19 @@
 
 ``main(argv)`` returns the exit code: 0 when the run produced figures, 1 when
 no case produced any, 2 for a usage error or a problem the user can fix (bad
-URL, unreachable server, port in use, unknown client), one line and no
-traceback; 130 / 143 when interrupted by SIGINT / SIGTERM, after the server
-was stopped.
+URL, unreachable server, port in use, unknown client, the bench extra not
+installed), one line and no traceback; 130 / 143 when interrupted by SIGINT /
+SIGTERM, after the server was stopped.
+
+Only ``warmline bench`` needs the ``bench`` extra, and it checks for it before
+importing any of it; ``--help`` and ``--version`` work on a bare install.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import importlib.util
 import json
 import signal
 import sys
@@ -334,7 +338,37 @@ class _RichProgress:
         self.console.print(text)
 
 
+# The one line a user without the bench extra gets, instead of a traceback.
+_BENCH_EXTRA_HINT = "pip install 'warmline[bench]'"
+
+
+def _missing_for_bench(args: argparse.Namespace) -> list[str]:
+    """The modules this bench run cannot do without that are not installed.
+
+    ``find_spec`` only, so nothing is imported. Everything else the bench
+    uses is optional by design and reported, not fatal: a missing peer or
+    uvloop is a "not run" row, trustme drops the TLS scenarios, h11 or
+    httptools a micro-benchmark. rich draws the progress and the tables,
+    matplotlib the chart the report promises; granian is the embedded server
+    when nginx is not installed.
+    """
+    from warmline._server import launch
+
+    needed = ["rich", "matplotlib"]
+    if args.url is None and launch.nginx_path() is None:
+        needed.append("granian")
+    return [name for name in needed if importlib.util.find_spec(name) is None]
+
+
 def _bench(args: argparse.Namespace) -> int:
+    missing = _missing_for_bench(args)
+    if missing:
+        print(
+            f"warmline bench: error: needs the bench extra ({', '.join(missing)} not "
+            f"installed): {_BENCH_EXTRA_HINT}",
+            file=sys.stderr,
+        )
+        return 2
     from rich.console import Console
 
     from warmline._bench import report as reports

@@ -6,8 +6,11 @@ that hangs, Ctrl-C (SIGINT) or SIGTERM in the middle of a run.
 
 from __future__ import annotations
 
+import importlib.metadata
+import itertools
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -18,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from warmline._bench import runner
+from warmline._bench.clients import CLIENTS
 from warmline._server.launch import free_port
 from warmline.cli import main
 
@@ -108,6 +112,80 @@ def test_port_in_use(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None
         port = busy.getsockname()[1]
         code = main(["bench", "--port", str(port), "--scenarios", "get", "--out", str(tmp_path)])
     one_line_error(capsys, code, f"port {port}", "in use")
+
+
+# ------------------------------------------------------- without the bench extra
+BENCH_HINT = "pip install 'warmline[bench]'"
+
+
+@pytest.mark.parametrize("module", ["rich", "matplotlib"])
+def test_bench_without_its_extra(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, module: str
+) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # as if not installed
+    one_line_error(capsys, main(["bench", "--quick"]), BENCH_HINT, f"{module} not installed")
+
+
+def test_bench_without_granian_or_nginx(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setitem(sys.modules, "granian", None)
+    monkeypatch.setattr(runner.launch, "nginx_path", lambda: None)
+    one_line_error(capsys, main(["bench", "--quick"]), BENCH_HINT, "granian not installed")
+    # An external server needs neither: the run gets past the check.
+    url = f"http://127.0.0.1:{free_port()}/small"
+    one_line_error(capsys, main(["bench", "--url", url, "--out", str(tmp_path)]), "cannot reach")
+
+
+# ----------------------------------------------------------------- --help, --version
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"warmline {importlib.metadata.version('warmline')}"
+
+
+def bench_help(capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "--help"])
+    assert exc.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_help_explains_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    text = " ".join(bench_help(capsys).split())  # unwrapped, whatever the width
+    # The default run length, and what the time cap is.
+    assert "every scenario 3 times" in text and "about 4 minutes" in text
+    assert "default 20,000" in text and "2,000 when each request opens a new connection" in text
+    assert "A time cap applies: the timed part of a case also stops after 0.3s" in text
+    # The default --out, and what the other ports are.
+    assert "(default: ./bench-results)" in text
+    assert "The other ports, the 4 more exchanges of the fan-out scenario and the TLS" in text
+    # Every scenario name, with its meaning.
+    for scenario in runner.SCENARIOS:
+        assert f" {scenario.key} {scenario.title} " in f"{text} "
+    assert "pip install 'warmline[bench]'" in text
+
+
+KNOWN_NAMES = {*CLIENTS, *runner.SCENARIO_KEYS, "bench-results", "127.0.0.1"}
+
+
+@pytest.mark.parametrize("columns", [40, 60, 80, 100, 160])
+def test_help_never_splits_a_name(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, columns: int
+) -> None:
+    # argparse used to wrap "warmline-threads" after the hyphen and "urllib3"
+    # inside the word. The width comes from COLUMNS, as in a terminal.
+    monkeypatch.setenv("COLUMNS", str(columns))
+    lines = bench_help(capsys).splitlines()
+    words = " ".join(lines).replace(",", " ").split()
+    for name in CLIENTS:
+        assert name in words, name
+    for line, following in itertools.pairwise(lines):
+        assert not re.search(r"\w-$", line), line  # broken after a hyphen
+        if line.split() and following.split():
+            joined = (line.split()[-1] + following.split()[0]).strip(",.;:()")
+            assert joined not in KNOWN_NAMES, (line, following)
 
 
 # ------------------------------------------------------------- server lifecycle

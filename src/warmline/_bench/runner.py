@@ -97,6 +97,29 @@ SCENARIO_KEYS = tuple(s.key for s in SCENARIOS)
 FANOUT_WIDTH = 5
 
 
+@dataclass(frozen=True)
+class Budget:
+    """How long one case runs: each section stops at its count or its seconds."""
+
+    warm_requests: int
+    warm_s: float
+    requests: int
+    time_cap_s: float
+
+
+# (quick, new connection per request) -> budget. The time cap keeps a slow
+# client (~1 ms a request) within the same time as a fast one; a fast client
+# stops at the count. The CLI's --help quotes these.
+BUDGETS: dict[tuple[bool, bool], Budget] = {
+    (False, False): Budget(500, 0.1, 20_000, 0.3),
+    (False, True): Budget(20, 0.05, 2_000, 0.3),
+    (True, False): Budget(100, 0.03, 2_000, 0.08),
+    (True, True): Budget(5, 0.02, 200, 0.08),
+}
+DEFAULT_ROUNDS, QUICK_ROUNDS = 3, 1
+ASYNC_CONCURRENCY, SYNC_CONCURRENCY = (1, 16, 64), (1, 16)
+
+
 @dataclass
 class Options:
     """What to run; the CLI's options, validated."""
@@ -118,7 +141,9 @@ class Options:
 
     @property
     def n_rounds(self) -> int:
-        return self.rounds if self.rounds is not None else (1 if self.quick else 3)
+        if self.rounds is not None:
+            return self.rounds
+        return QUICK_ROUNDS if self.quick else DEFAULT_ROUNDS
 
 
 class Progress(Protocol):
@@ -367,10 +392,8 @@ def _budget(opts: Options, sc: Scenario) -> tuple[int, float, int, float]:
     Every section stops at whichever bound comes first, so a slow client
     (~1 ms a request) fits in the same time as a fast one.
     """
-    if opts.quick:
-        warm_n, warm_s, n, cap = (5, 0.02, 200, 0.08) if sc.fresh else (100, 0.03, 2000, 0.08)
-    else:
-        warm_n, warm_s, n, cap = (20, 0.05, 2000, 0.3) if sc.fresh else (500, 0.1, 20000, 0.3)
+    budget = BUDGETS[opts.quick, sc.fresh]
+    warm_n, warm_s, n, cap = budget.warm_requests, budget.warm_s, budget.requests, budget.time_cap_s
     if sc.fanout:
         warm_n, n = warm_n // FANOUT_WIDTH, n // FANOUT_WIDTH
     if opts.requests is not None:
@@ -402,7 +425,7 @@ def _concurrencies(opts: Options, kind: str, sc: Scenario) -> list[int]:
         return [1]
     if opts.concurrency:
         return list(opts.concurrency)
-    return [1, 16, 64] if kind == "async" else [1, 16]
+    return list(ASYNC_CONCURRENCY if kind == "async" else SYNC_CONCURRENCY)
 
 
 def _origins(opts: Options, sc: Scenario, servers: Servers) -> list[str]:

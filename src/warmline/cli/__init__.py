@@ -2,17 +2,23 @@
 
 ``main(argv)`` returns the exit code: 0 when the run produced figures, 1 when
 no case produced any, 2 for a usage error or a problem the user can fix (bad
-URL, unreachable server, port in use, unknown client), one line and no
-traceback; 130 / 143 when interrupted by SIGINT / SIGTERM, after the server
-was stopped.
+URL, unreachable server, port in use, unknown client, the bench extra not
+installed), one line and no traceback; 130 / 143 when interrupted by SIGINT /
+SIGTERM, after the server was stopped.
+
+Only ``warmline bench`` needs the ``bench`` extra, and it checks for it before
+importing any of it; ``--help`` and ``--version`` work on a bare install.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import importlib.util
 import json
 import signal
 import sys
+import textwrap
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,33 +44,165 @@ class _Interrupted(BaseException):
         self.signum = signum
 
 
-def _parser() -> _Parser:
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Option help wrapped between words only; description and epilog as written.
+
+    argparse's default wrapping breaks at hyphens and inside long words, so
+    ``warmline-threads`` became ``warmline-`` / ``threads`` and ``urllib3``
+    ``ur`` / ``llib3``: names a user has to copy back. ``_split_lines`` is the
+    hook argparse's own RawTextHelpFormatter overrides.
+    """
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(
+            " ".join(text.split()), width, break_on_hyphens=False, break_long_words=False
+        )
+
+
+def _wrap(text: str, indent: str = "") -> str:
+    """One paragraph of the description or epilog, wrapped between words."""
+    return textwrap.fill(
+        text,
+        _TEXT_WIDTH,
+        initial_indent=indent,
+        subsequent_indent=indent,
+        break_on_hyphens=False,
+        break_long_words=False,
+    )
+
+
+# The description and epilog are wrapped here, once, at a width that fits a
+# standard 80-column terminal with argparse's own margin.
+_TEXT_WIDTH = 78
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("warmline")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - run from a bare tree
+        return "unknown (not installed)"
+
+
+def _bench_epilog() -> str:
+    """Run length, the scenario names and the client names, for ``bench --help``."""
     from warmline._bench.clients import CLIENTS
-    from warmline._bench.runner import SCENARIO_KEYS
+    from warmline._bench.runner import DEFAULT_ROUNDS, QUICK_ROUNDS, SCENARIOS
+
+    width = max(len(s.key) for s in SCENARIOS)
+    return "\n".join(
+        [
+            _wrap(
+                f"Run length: by default every installed client runs every scenario "
+                f"{DEFAULT_ROUNDS} times, interleaved (about 4 minutes on a 2-core "
+                f"machine: 229 s measured with every client installed); --quick runs "
+                f"{QUICK_ROUNDS} round with shorter cases, under a minute."
+            ),
+            "",
+            "scenarios (--scenarios, default all):",
+            *(_scenario_line(s.key.ljust(width), s.title) for s in SCENARIOS),
+            "",
+            "clients (--clients, default all installed; a missing one is listed as not run):",
+            _wrap(", ".join(CLIENTS), "  "),
+        ]
+    )
+
+
+def _scenario_line(key: str, title: str) -> str:
+    """``  key  title``, the title wrapped under itself."""
+    indent = " " * (len(key) + 4)
+    return textwrap.fill(
+        title,
+        _TEXT_WIDTH,
+        initial_indent=f"  {key}  ",
+        subsequent_indent=indent,
+        break_on_hyphens=False,
+        break_long_words=False,
+    )
+
+
+def _requests_help() -> str:
+    from warmline._bench.runner import BUDGETS, FANOUT_WIDTH
+
+    full, fresh = BUDGETS[False, False], BUDGETS[False, True]
+    quick, quick_fresh = BUDGETS[True, False], BUDGETS[True, True]
+    return (
+        f"timed requests per case (default {full.requests:,}, {fresh.requests:,} when each "
+        f"request opens a new connection; with --quick {quick.requests:,} and "
+        f"{quick_fresh.requests:,}; a fan-out step counts as {FANOUT_WIDTH}). A time cap "
+        f"applies: the timed part of a case also stops after {full.time_cap_s:g}s "
+        f"({quick.time_cap_s:g}s with --quick), "
+        f"whichever comes first, so a slow client takes no longer than a fast one; the "
+        f"report counts the requests actually made."
+    )
+
+
+def _parser() -> _Parser:
+    from warmline._bench.runner import (
+        ASYNC_CONCURRENCY,
+        DEFAULT_ROUNDS,
+        FANOUT_WIDTH,
+        QUICK_ROUNDS,
+        SYNC_CONCURRENCY,
+    )
 
     parser = _Parser(prog="warmline", description="Warm HTTP/1.1 connection pools.")
+    parser.add_argument("--version", action="version", version=f"warmline {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     bench = sub.add_parser(
         "bench",
         help="benchmark warmline against its peers on a loopback server",
-        description=(
-            "Start a loopback server (nginx when installed, else granian), run every "
-            "installed client on it in fresh processes, and report client CPU per request, "
-            "requests/s and latency percentiles, with ratios to warmline."
+        formatter_class=_HelpFormatter,
+        description=_wrap(
+            "Start a loopback server on 127.0.0.1 (nginx when installed, else granian), "
+            "run every installed client on it in fresh processes, and report client CPU "
+            "per request, requests/s and latency percentiles, with ratios to warmline. "
+            "Needs the bench extra: pip install 'warmline[bench]'."
         ),
+        epilog=_bench_epilog(),
     )
     bench.add_argument("--quick", action="store_true", help="a short run (under a minute)")
-    bench.add_argument("--url", help="benchmark this server instead (GET of its path)")
-    bench.add_argument("--clients", help=f"comma-separated, default all: {','.join(CLIENTS)}")
-    bench.add_argument("--concurrency", help="keep-alive GET concurrencies (default 1,16,64)")
-    bench.add_argument("--requests", type=int, help="timed requests per case (a time cap applies)")
+    bench.add_argument(
+        "--url",
+        help="benchmark this server instead of the embedded one (GET of its path; "
+        "scenarios get and newconn only)",
+    )
+    bench.add_argument("--clients", help="comma-separated client names, listed below")
+    bench.add_argument(
+        "--concurrency",
+        help="keep-alive GET concurrencies, comma-separated (default "
+        f"{','.join(map(str, ASYNC_CONCURRENCY))} for asyncio clients, "
+        f"{','.join(map(str, SYNC_CONCURRENCY))} for threaded ones)",
+    )
+    bench.add_argument("--requests", type=int, metavar="N", help=_requests_help())
     bench.add_argument("--tls", action="store_true", help="run every scenario over TLS")
-    bench.add_argument("--out", type=Path, default=Path("bench-results"), help="report directory")
+    bench.add_argument(
+        "--out",
+        type=Path,
+        default=Path("bench-results"),
+        metavar="DIR",
+        help="report directory (default: ./bench-results): bench-report.md, .json and .png",
+    )
     bench.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
-    bench.add_argument("--rounds", type=int, help="rounds to take the median of (default 3)")
-    bench.add_argument("--port", type=int, help="main port of the embedded server")
-    bench.add_argument("--scenarios", help=f"comma-separated subset of: {','.join(SCENARIO_KEYS)}")
-    bench.add_argument("--no-micro", action="store_true", help="skip the micro-benchmarks")
+    bench.add_argument(
+        "--rounds",
+        type=int,
+        metavar="N",
+        help=f"rounds to take the median of (default {DEFAULT_ROUNDS}, {QUICK_ROUNDS} with "
+        "--quick)",
+    )
+    bench.add_argument(
+        "--port",
+        type=int,
+        help="main port of the embedded server (default: a free one). The other ports, "
+        f"the {FANOUT_WIDTH - 1} more exchanges of the fan-out scenario and the TLS "
+        "listeners, are always free ports picked at start; all listen on 127.0.0.1 only",
+    )
+    bench.add_argument(
+        "--scenarios", help="comma-separated scenario names, listed below (default all)"
+    )
+    bench.add_argument(
+        "--no-micro", action="store_true", help="skip the micro-benchmarks (run after the cases)"
+    )
     return parser
 
 
@@ -200,7 +338,37 @@ class _RichProgress:
         self.console.print(text)
 
 
+# The one line a user without the bench extra gets, instead of a traceback.
+_BENCH_EXTRA_HINT = "pip install 'warmline[bench]'"
+
+
+def _missing_for_bench(args: argparse.Namespace) -> list[str]:
+    """The modules this bench run cannot do without that are not installed.
+
+    ``find_spec`` only, so nothing is imported. Everything else the bench
+    uses is optional by design and reported, not fatal: a missing peer or
+    uvloop is a "not run" row, trustme drops the TLS scenarios, h11 or
+    httptools a micro-benchmark. rich draws the progress and the tables,
+    matplotlib the chart the report promises; granian is the embedded server
+    when nginx is not installed.
+    """
+    from warmline._server import launch
+
+    needed = ["rich", "matplotlib"]
+    if args.url is None and launch.nginx_path() is None:
+        needed.append("granian")
+    return [name for name in needed if importlib.util.find_spec(name) is None]
+
+
 def _bench(args: argparse.Namespace) -> int:
+    missing = _missing_for_bench(args)
+    if missing:
+        print(
+            f"warmline bench: error: needs the bench extra ({', '.join(missing)} not "
+            f"installed): {_BENCH_EXTRA_HINT}",
+            file=sys.stderr,
+        )
+        return 2
     from rich.console import Console
 
     from warmline._bench import report as reports

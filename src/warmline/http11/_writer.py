@@ -32,7 +32,8 @@ Decisions, for the record (each also documented on :meth:`RequestWriter.build`):
   replaced this way too. ``Content-Length`` and ``Transfer-Encoding`` are
   computed by the writer and refused from the caller.
 * Bodies: ``Content-Length`` always (never chunked); ``json=`` adds
-  ``Content-Type: application/json`` unless one is set; a body larger than
+  ``Content-Type: application/json`` unless one is set and writes ``Decimal``
+  as a JSON number with its own digits; a body larger than
   ``max_body_size`` (default 64 MiB) is refused.
 * Wrong Python types (a param value of an unsupported type, a header value
   that is not ``str``, non-bytes content) raise ``TypeError``, not
@@ -48,6 +49,7 @@ from decimal import Decimal
 from typing import Final, TypeAlias, TypeVar
 
 from warmline._json import dumps as _json_dumps
+from warmline._json import plain_dumps as _plain_json_dumps
 from warmline.errors import InvalidRequest
 
 __all__ = [
@@ -516,7 +518,8 @@ class RequestWriter:
             json: A body serialised as JSON; adds ``Content-Type:
                 application/json`` unless a ``Content-Type`` is set (default
                 or per-request). ``None`` means no body: send JSON ``null``
-                as ``content=b"null"``.
+                as ``content=b"null"``. A ``Decimal`` is written with its
+                own digits (``Decimal("1.10")`` → ``1.10``).
 
         Returns:
             The whole request. ``Content-Length`` is sent for every body, and
@@ -524,8 +527,9 @@ class RequestWriter:
 
         Raises:
             InvalidRequest: Bad method, path, header, both ``content`` and
-                ``json``, ``Content-Length``/``Transfer-Encoding`` given, or a
-                body over ``max_body_size``.
+                ``json``, ``Content-Length``/``Transfer-Encoding`` given, a
+                body over ``max_body_size``, or a NaN/infinite ``Decimal`` in
+                ``json`` (JSON has no such number).
             TypeError: An argument of an unsupported type (a param value, a
                 header value that is not ``str``, a JSON-unserialisable body).
         """
@@ -558,7 +562,11 @@ class RequestWriter:
             if json is not None:
                 if content is not None:
                     raise InvalidRequest("give content or json, not both")
-                body: bytes | bytearray | memoryview = _json_dumps(json)
+                body: bytes | bytearray | memoryview
+                try:
+                    body = _plain_json_dumps(json)
+                except TypeError:  # a Decimal, or a real error: the cold path decides
+                    body = _json_dumps(json)
                 if not has_content_type:
                     pieces.append(_JSON_CONTENT_TYPE)
             elif content is not None:

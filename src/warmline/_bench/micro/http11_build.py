@@ -37,7 +37,7 @@ from urllib.parse import quote, urlencode
 
 import h11
 
-from warmline._json import dumps
+from warmline._json import plain_dumps as dumps
 from warmline.http11._writer import DEFAULT_USER_AGENT, RequestWriter
 
 HOST = "api.exchange.example"

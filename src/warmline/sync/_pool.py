@@ -310,6 +310,8 @@ class AtomicClientPool(PoolVerbs[Response]):
                 self._locked(core.opened, slot, result, monotonic())
             else:
                 self._locked(core.open_failed, slot, monotonic())
+        if self._epoll is not None:
+            self._wake_worker()  # watch the idle connections from now on
 
     def _open_later(self, slots: list[_TSlot], plan: Plan[Connection]) -> None:
         now = monotonic()

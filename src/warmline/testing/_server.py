@@ -27,6 +27,7 @@ import struct
 import tempfile
 import threading
 import time
+import traceback
 import warnings
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -288,6 +289,7 @@ class MockServer:
         self._journal: deque[m.RecordedRequest] = deque(maxlen=journal_size)
         self._recorded = 0
         self._errors: list[str] = []
+        self._responder_errors: list[str] = []
         self._lock = threading.Lock()
         self._journal_grew = threading.Condition(self._lock)
         self._stopping = threading.Event()
@@ -474,6 +476,7 @@ class MockServer:
             self.expectations.clear()
             self._journal.clear()
             self._errors.clear()
+            self._responder_errors.clear()
 
     def close_connections(self) -> int:
         """Close every open connection now, as a server restart would; returns how many."""
@@ -497,9 +500,10 @@ class MockServer:
 
     @property
     def errors(self) -> list[str]:
-        """Malformed requests received, one line each (``conn 3: 400 bad chunk...``)."""
+        """Malformed requests received (``conn 3: 400 bad chunk...``), then
+        callable responders that raised, one line each."""
         with self._lock:
-            return list(self._errors)
+            return self._errors + self._responder_errors
 
     @property
     def connections_accepted(self) -> int:
@@ -527,7 +531,8 @@ class MockServer:
 
     # -- verification --------------------------------------------------------------
     def verify(self) -> None:
-        """Check every expectation's count (and, when ``strict``, that nothing was unmatched).
+        """Check every expectation's count, that no callable responder raised, and
+        (when ``strict``) that no request was unmatched or malformed.
 
         Raises:
             AssertionError: With a report of what was expected and what arrived.
@@ -535,10 +540,9 @@ class MockServer:
         with self._lock:
             expectations = list(self.expectations)
             journal = list(self._journal)
-            errors = list(self._errors)
+            errors = (self._errors if self.strict else []) + self._responder_errors
         unmet = [e for e in expectations if not e.is_satisfied()]
         unmatched = [r for r in journal if r.expectation is None] if self.strict else []
-        errors = errors if self.strict else []
         if unmet or unmatched or errors:
             raise AssertionError(_report(expectations, journal, unmet, unmatched, errors))
 
@@ -598,8 +602,16 @@ class MockServer:
     def _handshake(self, conn: _Conn) -> bool:
         assert self._server_ctx is not None
         conn.sock.settimeout(_HANDSHAKE_TIMEOUT)
+        # wrap_socket detaches the plain socket: publish the TLS one before
+        # the handshake blocks, so that stop() can shut it down; a stop that
+        # came in between is seen by the is_set() check.
+        conn.sock = self._server_ctx.wrap_socket(
+            conn.sock, server_side=True, do_handshake_on_connect=False
+        )
+        if self._stopping.is_set():
+            return False
         try:
-            conn.sock = self._server_ctx.wrap_socket(conn.sock, server_side=True)
+            conn.sock.do_handshake()
         except (OSError, ValueError):
             return False  # a client that rejects the certificate, or garbage
         conn.tls = True
@@ -646,7 +658,19 @@ class MockServer:
             self._journal_grew.notify_all()
         if expectation is None:
             return request, self._not_found(request)
-        return request, resolve(expectation.responder, request, call)
+        try:
+            return request, resolve(expectation.responder, request, call)
+        except Exception as exc:  # a user's callable responder failed: say so, serve on
+            return request, self._responder_failed(request, expectation, exc)
+
+    def _responder_failed(
+        self, request: m.RecordedRequest, expectation: Expectation, exc: Exception
+    ) -> Reply:
+        line = f"{request.summary()}: the responder of [{expectation.describe()}] raised {exc!r}"
+        with self._lock:
+            self._responder_errors.append(line)
+        text = "".join(traceback.format_exception(exc))
+        return Reply(500, body=f"warmline MockServer: {line}\n\n{text}")
 
     def _claim(self, request: m.RecordedRequest) -> tuple[Expectation | None, int]:
         # Under the lock: the first expectation that matches and is not at
@@ -704,7 +728,7 @@ def _report(
     if unmatched:
         counts.append(f"{len(unmatched)} unmatched request(s)")
     if errors:
-        counts.append(f"{len(errors)} malformed request(s)")
+        counts.append(f"{len(errors)} error(s)")
     out = [f"MockServer.verify() failed: {', '.join(counts)}", "", "Expectations:"]
     for i, e in enumerate(expectations, 1):
         mark = "✓" if e.is_satisfied() else "✗"
@@ -718,7 +742,7 @@ def _report(
         out += [f"  {r.summary()}" for r in unmatched[:_DIFF_LINES]]
         out += _more(len(unmatched))
     if errors:
-        out += ["", "Malformed requests (answered 4xx, connection closed):"]
+        out += ["", "Errors (malformed requests, responders that raised):"]
         out += [f"  {line}" for line in errors[:_DIFF_LINES]] + _more(len(errors))
     connections = len({r.connection_id for r in journal})
     out += ["", f"Received {len(journal)} request(s) on {connections} connection(s)."]

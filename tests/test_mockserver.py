@@ -15,11 +15,13 @@ import itertools
 import json
 import re
 import socket
+import textwrap
 import threading
 import time
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -666,7 +668,19 @@ def test_stop_while_a_client_is_mid_request() -> None:
         t.join(10)
         assert not t.is_alive()
     assert [type(e) for e in errors] == [warmline.ConnectionClosed] * 2
+    prefix = f"MockServer:{server.port}"
+    assert not [t for t in threading.enumerate() if t.name.startswith(prefix)]
     server.stop()  # idempotent
+
+
+def test_journal_is_bounded_and_reset_forgets() -> None:
+    with MockServer(journal_size=3) as server:
+        server.expect().any_times()
+        for i in range(5):
+            fetch(server, "GET", f"/{i}")
+        assert [(r.index, r.path) for r in server.journal] == [(2, "/2"), (3, "/3"), (4, "/4")]
+        server.reset()
+        assert server.journal == [] and server.expectations == []
 
 
 def test_stop_with_an_idle_keep_alive_connection_and_one_mid_handshake() -> None:
@@ -793,3 +807,27 @@ def test_server_survives_any_bytes(data: bytes) -> None:
 def test_fixture_gives_a_started_server(warmline_mock: MockServer) -> None:
     warmline_mock.expect(path="/f").respond(body=b"fixture").once()
     assert fetch(warmline_mock, "GET", "/f")[2] == b"fixture"
+
+
+# -- the documentation's examples run -------------------------------------------------------
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "testing.md"
+
+
+def test_module_docstring_example_runs() -> None:
+    import warmline.testing as module
+
+    assert module.__doc__ is not None
+    example = module.__doc__.split("Example::\n", 1)[1].split("\nWith pytest", 1)[0]
+    exec(compile(textwrap.dedent(example), "warmline.testing example", "exec"), {})
+
+
+def test_docs_page_examples_run() -> None:
+    blocks = re.findall(r"```python\n(.*?)```", DOCS.read_text(), re.S)
+    assert len(blocks) == 2
+    exec(compile(blocks[0], "docs/testing.md example 1", "exec"), {})
+    namespace: dict[str, object] = {}
+    exec(compile(blocks[1], "docs/testing.md example 2", "exec"), namespace)
+    with MockServer() as server:
+        namespace["test_time"](server)  # type: ignore[operator]
+        server.verify()

@@ -15,6 +15,7 @@ import itertools
 import json
 import re
 import socket
+import sys
 import textwrap
 import threading
 import time
@@ -378,6 +379,26 @@ def test_reply_validation() -> None:
         Reply(body=3)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="at least one"):
         Sequence()
+    with pytest.raises(TypeError, match="Garbage data must be bytes"):
+        Garbage("text")  # type: ignore[arg-type]
+
+
+def test_tls_without_trustme_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "trustme", None)
+    with pytest.raises(ImportError, match=r"pip install 'warmline\[testing\]'"):
+        MockServer(tls=True).start()
+
+
+def test_a_failing_leaf_fails_verify_not_the_thread(server: MockServer) -> None:
+    class Broken(Close):
+        def _send(self, io: object, request: RecordedRequest) -> bool:
+            raise RuntimeError("boom")
+
+    server.expect().respond_with(Broken())
+    assert raw(server, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n") == b""
+    assert wait_until(lambda: server.errors != [])
+    with pytest.raises(AssertionError, match=r"server error RuntimeError\('boom'\)"):
+        server.verify()
 
 
 def test_head_gets_no_body(server: MockServer) -> None:

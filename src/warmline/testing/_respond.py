@@ -266,6 +266,10 @@ class Garbage(Leaf):
 
     data: bytes = b"\x00\xffTHIS IS NOT HTTP\r\n\r\n"
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.data, bytes):
+            raise TypeError(f"Garbage data must be bytes, got {type(self.data).__name__}")
+
     def _send(self, io: ConnIO, request: RecordedRequest) -> bool:
         io.sendall(self.data)
         return False

@@ -605,6 +605,9 @@ class MockServer:
             # The client left, a stop shut the socket, or a fault closed it
             # (ValueError: an SSLSocket used after close).
             pass
+        except Exception as exc:  # a bug, here or in a responder: fail verify(), not the thread
+            with self._lock:
+                self._responder_errors.append(f"conn {conn.id}: server error {exc!r}")
         finally:
             conn.sock.close()
             with self._lock:

@@ -51,7 +51,6 @@ from warmline.testing import (
     regex,
 )
 
-pytest_plugins = ["warmline.testing.plugin"]
 
 
 @pytest.fixture

@@ -1,8 +1,7 @@
 """The warmline_mock fixture, run in a child pytest session (pytester).
 
-Until the pytest11 entry point is installed, the child loads the plugin with
-``-p warmline.testing.plugin``, as a user without the entry point would
-through ``pytest_plugins``.
+The child gets the plugin from the package's pytest11 entry point, as an
+installed user does.
 """
 
 from __future__ import annotations
@@ -11,9 +10,8 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
+# The plugin comes in through the package's pytest11 entry point.
 _RUN = (
-    "-p",
-    "warmline.testing.plugin",
     "-p",
     "no:cacheprovider",
     "-p",

@@ -52,7 +52,6 @@ from warmline.testing import (
 )
 
 
-
 @pytest.fixture
 def server() -> Iterator[MockServer]:
     with MockServer() as s:

@@ -1,0 +1,186 @@
+"""AsyncClient and Client against real granian servers: routing, limits, bad input.
+
+One body, two drivers: each test runs against the asyncio client (on its own
+loop, through ``run``) and the blocking one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import warmline
+from warmline._server.launch import Server, start_granian
+
+FLAVOURS = ["aio", "sync"]
+
+
+@pytest.fixture(scope="module")
+def second() -> Iterator[Server]:
+    with start_granian() as server:
+        yield server
+
+
+class Driver:
+    """Runs client calls of either flavour from a blocking test."""
+
+    def __init__(self, flavour: str, **options: Any) -> None:
+        self.flavour = flavour
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        if flavour == "sync":
+            self.client: Any = warmline.Client(**options)
+            self.client.start()
+        else:
+            self.client = self.run(self._make(options))
+
+    async def _make(self, options: dict[str, Any]) -> warmline.AsyncClient:
+        client = warmline.AsyncClient(**options)
+        await client.start()
+        return client
+
+    def run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(20)
+
+    def get(self, url: str, **kw: Any) -> Any:
+        if self.flavour == "sync":
+            return self.client.get(url, **kw)
+
+        async def call() -> Any:  # on the client's loop: a new origin's pool is made there
+            return await self.client.get(url, **kw)
+
+        return self.run(call())
+
+    def many(self, urls: list[str]) -> list[Any]:
+        if self.flavour == "sync":
+            out: list[Any] = [None] * len(urls)
+
+            def one(i: int) -> None:
+                out[i] = self.client.get(urls[i])
+
+            threads = [threading.Thread(target=one, args=(i,)) for i in range(len(urls))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(20)
+            return out
+
+        async def all_of_them() -> list[Any]:
+            return list(await asyncio.gather(*(self.client.get(u) for u in urls)))
+
+        return list(self.run(all_of_them()))
+
+    def close(self) -> None:
+        if self.flavour == "sync":
+            self.client.close()
+        else:
+            self.run(self.client.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+@pytest.fixture(params=FLAVOURS)
+def flavour(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.mark.timeout(60)
+def test_one_client_many_origins_within_the_limits(
+    flavour: str, granian: Server, second: Server
+) -> None:
+    d = Driver(
+        flavour,
+        limits=warmline.Limits(total=3, per_host=2),
+        warm={granian.url: 2},
+        timeout=warmline.Timeouts(total=10),
+    )
+    try:
+        # The warm origin is connected before the first request.
+        assert d.client.stats()[granian.url].ready == 2
+        urls = [granian.url + "/small", second.url + "/small"] * 15
+        responses = d.many(urls)
+        assert all(r.status == 200 and len(r.content) == 100 for r in responses)
+        stats = d.client.stats()
+        assert set(stats) == {granian.url, second.url}
+        assert stats[granian.url].size == 2  # warm: exactly its connections
+        assert stats[second.url].size == 2  # lazy: per_host slots
+        # total=3 with 2 warm: the lazy origin never had more than one open.
+        lazy = stats[second.url]
+        assert lazy.ready + lazy.in_use <= 1
+        assert sum(s.requests for s in stats.values()) == 30
+        pool = d.client.pool(second.url)
+        assert pool is d.client.pool(second.url + "/")  # one pool per authority
+    finally:
+        d.close()
+
+
+@pytest.mark.timeout(30)
+def test_bad_urls_and_a_closed_client(flavour: str, granian: Server) -> None:
+    d = Driver(flavour, base_url=granian.url)
+    try:
+        assert d.get("/small").status == 200  # relative to base_url
+        for bad in (
+            "ftp://127.0.0.1/x",
+            "http://user:secret@127.0.0.1:1/",
+            "http://127.0.0.1:99999/",
+            "http:///nohost",
+            "small",
+        ):
+            with pytest.raises(warmline.InvalidRequest) as info:
+                d.get(bad)
+            assert "secret" not in str(info.value)
+    finally:
+        d.close()
+    with pytest.raises(warmline.PoolClosed):
+        d.client.get(granian.url + "/small") if flavour == "sync" else asyncio.run(
+            d.client.get(granian.url + "/small")
+        )
+
+
+@pytest.mark.timeout(30)
+def test_keep_alive_off_and_local_address(flavour: str, granian: Server) -> None:
+    d = Driver(flavour, keep_alive=False, local_address="127.0.0.1")
+    try:
+        for _ in range(3):
+            r = d.get(granian.url + "/echo")
+            assert r.status == 200
+            sent = {name.lower(): value for name, value in r.json()["headers"]}
+            assert sent.get("connection") == "close"
+        stats = d.client.stats()[granian.url]
+        assert stats.ready == 0  # nothing kept: each connection closed after its response
+    finally:
+        d.close()
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"limits": warmline.Limits(total=1, per_host=1), "warm": {"http://127.0.0.1:1": 2}},
+        {"timeout": "1"},
+        {"limits": "10"},
+    ],
+)
+def test_bad_options_fail_at_construction(kwargs: dict[str, Any]) -> None:
+    with pytest.raises((ValueError, TypeError)):
+        warmline.Client(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("cls", "kwargs"),
+    [
+        (warmline.Limits, {"total": 0}),
+        (warmline.Limits, {"total": 2, "per_host": 3}),
+        (warmline.Timeouts, {"read": -1.0}),
+        (warmline.Timeouts, {"total": float("nan")}),
+        (warmline.Timeouts, {"connect": float("inf")}),
+    ],
+)
+def test_limits_and_timeouts_refuse_bad_values(cls: Any, kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        cls(**kwargs)

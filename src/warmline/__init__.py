@@ -7,7 +7,7 @@ asyncio, ``AtomicClientPool`` for threads, on one sans-I/O HTTP/1.1 core.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from warmline._policy import Backoff, Limits, PoolStats, Timeouts
+from warmline._policy import Backoff, KeepWarm, Limits, PoolStats, Timeouts
 from warmline.aio import ClientPool, ClientSlot
 from warmline.aio._client import AsyncClient
 from warmline.errors import (
@@ -45,6 +45,7 @@ __all__ = [
     # clients (any URL)
     "AsyncClient",
     "Client",
+    "KeepWarm",
     "Limits",
     "Timeouts",
     # pools of connections

@@ -11,7 +11,7 @@ import dataclasses
 import ssl
 from typing import Any
 
-from warmline._policy import Backoff, Origin, Timeouts
+from warmline._policy import Backoff, KeepWarm, Origin, Timeouts
 from warmline._pool import Admission, PoolCore, check_timeout
 from warmline._sockopts import LocalAddress
 from warmline._tls import client_context
@@ -46,6 +46,7 @@ class PoolConfig:
     pool_timeout: float | None = None
     lazy: bool = False
     admission: Admission | None = None
+    keep_warm: KeepWarm | None = None
 
     @classmethod
     def build(
@@ -73,6 +74,7 @@ class PoolConfig:
         local_address: LocalAddress = None,
         lazy: bool = False,
         admission: Admission | None = None,
+        keep_warm: KeepWarm | None = None,
     ) -> PoolConfig:
         """Validate the options of ``connect()``.
 
@@ -103,6 +105,8 @@ class PoolConfig:
         idle_timeout = check_timeout(idle_timeout, "idle_timeout")
         if idle_timeout == 0:
             raise ValueError("idle_timeout must be > 0 seconds (or None)")
+        if keep_warm is not None and not isinstance(keep_warm, KeepWarm):
+            raise TypeError(f"keep_warm must be a warmline.KeepWarm, got {keep_warm!r}")
         if reconnect is not None and not isinstance(reconnect, Backoff):
             raise TypeError(f"reconnect must be a warmline.Backoff, got {reconnect!r}")
         if not keep_alive:
@@ -133,6 +137,7 @@ class PoolConfig:
             pool_timeout=pool_timeout,
             lazy=lazy,
             admission=admission,
+            keep_warm=keep_warm,
         )
 
     def new_core(self) -> PoolCore[Any]:
@@ -144,6 +149,7 @@ class PoolConfig:
             max_lifetime=self.max_lifetime,
             lazy=self.lazy,
             keep_alive=self.keep_alive,
+            keep_warm=None if self.keep_warm is None else self.keep_warm.interval,
             retry_stale=self.retry_stale,
             origin=str(self.origin),
             admission=self.admission,
@@ -157,6 +163,12 @@ class PoolConfig:
             "tcp_keepalive": self.tcp_keepalive,
             "read_timeout": self.read_timeout,
         }
+
+    def ping(self) -> tuple[str, bytes]:
+        """The keep-warm request: its method and its bytes."""
+        assert self.keep_warm is not None
+        method = self.keep_warm.method.upper()
+        return method, self.writer.build(method, self.keep_warm.path)
 
     def new_reader(self) -> ResponseReader:
         """A response reader with this pool's limits, for a new connection."""

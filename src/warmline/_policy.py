@@ -26,6 +26,7 @@ __all__ = [
     "Backoff",
     "Default",
     "FailureLog",
+    "KeepWarm",
     "Limits",
     "Origin",
     "PoolStats",
@@ -223,6 +224,7 @@ class PoolStats:
         reconnect_failures: Reconnect attempts that failed.
         stale_retries: Idempotent requests re-sent after meeting a stale connection.
         acquire_waits: ``acquire()`` calls that had to wait for a slot.
+        keep_warm_pings: Background keep-warm requests sent (not in ``requests``).
         ready: Slots ready now.
         in_use: Slots handed out now.
         reconnecting: Slots being healed now.
@@ -239,6 +241,7 @@ class PoolStats:
     in_use: int
     reconnecting: int
     size: int
+    keep_warm_pings: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -257,6 +260,7 @@ class StatsCounters:
     __slots__ = (
         "acquire_waits",
         "errors",
+        "keep_warm_pings",
         "reconnect_failures",
         "reconnects",
         "requests",
@@ -270,6 +274,7 @@ class StatsCounters:
         self.reconnect_failures = 0
         self.stale_retries = 0
         self.acquire_waits = 0
+        self.keep_warm_pings = 0
 
     def error(self, exc: BaseException) -> None:
         name = type(exc).__name__
@@ -283,6 +288,7 @@ class StatsCounters:
             reconnect_failures=self.reconnect_failures,
             stale_retries=self.stale_retries,
             acquire_waits=self.acquire_waits,
+            keep_warm_pings=self.keep_warm_pings,
             ready=ready,
             in_use=in_use,
             reconnecting=reconnecting,
@@ -354,3 +360,30 @@ class Limits:
                 raise ValueError(f"Limits.{name} must be an int >= 1, got {value!r}")
         if self.per_host > self.total:
             raise ValueError("Limits.per_host must not exceed Limits.total")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class KeepWarm:
+    """Keep idle connections warm: a slot idle for ``interval`` seconds sends
+    ``method path`` in the background (not counted as a user request;
+    counted in ``stats().keep_warm_pings``), so that no server or middlebox
+    idle timeout finds it cold. A ping that fails sends the slot to heal.
+
+    Set ``interval`` below the shortest idle timeout on the way (servers,
+    load balancers, NAT): e.g. 15 s for a 60 s keep-alive timeout.
+
+    Example:
+        >>> KeepWarm(interval=15.0, method="HEAD", path="/api/v3/ping").method
+        'HEAD'
+    """
+
+    interval: float = 15.0
+    method: str = "HEAD"
+    path: str = "/"
+
+    def __post_init__(self) -> None:
+        _seconds("KeepWarm", "interval", self.interval, positive=True)
+        if not isinstance(self.method, str) or self.method.upper() not in IDEMPOTENT_METHODS:
+            raise ValueError(f"KeepWarm.method must be idempotent, got {self.method!r}")
+        if not isinstance(self.path, str) or not self.path.startswith("/"):
+            raise ValueError(f"KeepWarm.path must start with '/', got {self.path!r}")

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any, Final, Generic, TypeVar
 
 from warmline._config import PoolConfig
-from warmline._policy import Backoff, Limits, Origin, PoolStats, Timeouts
+from warmline._policy import Backoff, KeepWarm, Limits, Origin, PoolStats, Timeouts
 from warmline._pool._core import Admission
 from warmline._sockopts import LocalAddress
 from warmline.errors import InvalidRequest, PoolClosed
@@ -43,6 +43,7 @@ class ClientSettings:
         idle_timeout: float | None = None,
         max_lifetime: float | None = None,
         tcp_keepalive: bool = True,
+        keep_warm: KeepWarm | None = None,
         local_address: LocalAddress = None,
         tls: ssl.SSLContext | None = None,
         retry_stale: bool = True,
@@ -77,6 +78,7 @@ class ClientSettings:
             "keep_alive": keep_alive,
             "tcp_keepalive": tcp_keepalive,
             "local_address": local_address,
+            "keep_warm": keep_warm,
             "admission": self.admission,
         }
         self.warm: dict[str, tuple[str, int]] = {}
@@ -169,6 +171,7 @@ class ClientBase(Generic[P]):
         idle_timeout: float | None = None,
         max_lifetime: float | None = None,
         tcp_keepalive: bool = True,
+        keep_warm: KeepWarm | None = None,
         local_address: LocalAddress = None,
         tls: ssl.SSLContext | None = None,
         retry_stale: bool = True,
@@ -188,6 +191,7 @@ class ClientBase(Generic[P]):
             idle_timeout=idle_timeout,
             max_lifetime=max_lifetime,
             tcp_keepalive=tcp_keepalive,
+            keep_warm=keep_warm,
             local_address=local_address,
             tls=tls,
             retry_stale=retry_stale,

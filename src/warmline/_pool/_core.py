@@ -179,6 +179,7 @@ class PoolCore(Generic[C]):
             ends (opened on demand); otherwise dead slots heal in the
             background.
         keep_alive: False: a connection serves one request and closes.
+        keep_warm: Ping a slot idle this long (seconds; see KeepWarm).
         admission: The client-wide permits this pool's connections need.
         retry_stale: Allow the one stale-connection retry (:meth:`retry_stale`).
         origin: For error messages.
@@ -193,6 +194,7 @@ class PoolCore(Generic[C]):
         max_lifetime: float | None = None,
         lazy: bool = False,
         keep_alive: bool = True,
+        keep_warm: float | None = None,
         retry_stale: bool = True,
         origin: str = "",
         admission: Admission | None = None,
@@ -209,8 +211,9 @@ class PoolCore(Generic[C]):
         self.ages = idle_timeout is not None or max_lifetime is not None
         # Whether a usable slot may go back without the slow path (no age
         # rule, connections are reused): the shells test this on release.
-        self.fast = not self.ages and keep_alive
+        self.fast = not self.ages and keep_alive and keep_warm is None
         self.keep_alive = keep_alive
+        self.keep_warm = keep_warm
         self.lazy = lazy
         self.admission = admission
         if admission is not None:
@@ -371,6 +374,25 @@ class PoolCore(Generic[C]):
         """Retire every ready slot past its age, before anyone trips on it."""
         for slot in [s for s in self.ready if self.aged(s, now)]:
             self.lost(slot, now, plan)
+
+    # -- keeping warm -----------------------------------------------------------
+    def due_for_ping(self, now: float) -> list[Slot[C]]:
+        """Ready slots idle for the keep-warm interval, taken off the stack
+        (IN_USE, held by the pool) for their ping; release them after it."""
+        if self.keep_warm is None or self.closed:
+            return []
+        horizon = now - self.keep_warm
+        due = [s for s in self.ready if s.idle_since <= horizon]
+        for slot in due:
+            self.ready.remove(slot)
+            move(slot, IN_USE)
+        return due
+
+    def next_ping(self) -> float | None:
+        """When the next keep-warm ping is due (None: none to send)."""
+        if self.keep_warm is None or not self.ready:
+            return None
+        return min(s.idle_since for s in self.ready) + self.keep_warm
 
     # -- opening and healing --------------------------------------------------
     def opened(

@@ -42,6 +42,9 @@ class AsyncClient(ClientBase[ClientPool], ClientVerbs[Coroutine[Any, Any, Respon
         idle_timeout: Reconnect (warm) or close (lazy) a connection idle longer.
         max_lifetime: Replace a connection older than this when next idle.
         tcp_keepalive: SO_KEEPALIVE with short probes (on by default).
+        keep_warm: A :class:`~warmline.KeepWarm`: idle connections send a
+            cheap request every ``interval``, so no idle timeout finds them
+            cold (warm origins; lazy ones too while they hold connections).
         local_address: Source address of every connection.
         tls: An ``ssl.SSLContext`` (default: verified with the system CAs).
         retry_stale: Re-send an idempotent request once when its kept-alive

@@ -19,7 +19,15 @@ from types import TracebackType
 from typing import Any, Final
 
 from warmline._config import PoolConfig
-from warmline._policy import DEFAULT, Backoff, FailureLog, PoolStats, TimeoutArg, Timeouts
+from warmline._policy import (
+    DEFAULT,
+    Backoff,
+    FailureLog,
+    KeepWarm,
+    PoolStats,
+    TimeoutArg,
+    Timeouts,
+)
 from warmline._pool import Plan, PoolCore, Slot, Waiter, check_timeout, connect_verdict
 from warmline._pool._state import HEALING, IN_USE, OPENING, READY
 from warmline._pool._verbs import PoolVerbs, SlotVerbs
@@ -176,6 +184,7 @@ class ClientPool(PoolVerbs[ResponseCoro]):
         self._healing: set[asyncio.Task[None]] = set()
         self._failure_log = FailureLog()
         self._sweeper: asyncio.TimerHandle | None = None
+        self._pinger: asyncio.TimerHandle | None = None
 
     # -- construction ------------------------------------------------------
     @classmethod
@@ -202,6 +211,7 @@ class ClientPool(PoolVerbs[ResponseCoro]):
         keep_alive: bool = True,
         tcp_keepalive: bool = False,
         local_address: LocalAddress = None,
+        keep_warm: KeepWarm | None = None,
     ) -> ClientPool:
         """Open ``connections`` warm connections to ``url``, all at once.
 
@@ -241,6 +251,9 @@ class ClientPool(PoolVerbs[ResponseCoro]):
                 peer is noticed within about a minute).
             local_address: Source address of every connection
                 (``"127.0.0.2"`` or ``(host, port)``).
+            keep_warm: A :class:`~warmline.KeepWarm`: a slot idle for its
+                interval sends a cheap request in the background, so no idle
+                timeout on the way finds it cold.
 
         Raises:
             ConnectError: Fewer than ``require`` connections opened
@@ -269,6 +282,7 @@ class ClientPool(PoolVerbs[ResponseCoro]):
             keep_alive=keep_alive,
             tcp_keepalive=tcp_keepalive,
             local_address=local_address,
+            keep_warm=keep_warm,
         )
         pool = cls(config)
         await pool._connect_all(config.need)
@@ -308,6 +322,8 @@ class ClientPool(PoolVerbs[ResponseCoro]):
             self._carry_out(plan)
         if core.ages:
             self._schedule_sweep()
+        if core.keep_warm is not None:
+            self._schedule_ping()
 
     def _schedule_sweep(self) -> None:
         ages = [t for t in (self._core.idle_timeout, self._core.max_lifetime) if t is not None]
@@ -322,6 +338,43 @@ class ClientPool(PoolVerbs[ResponseCoro]):
         self._core.sweep(self._loop.time(), plan)
         self._carry_out(plan)
         self._schedule_sweep()
+
+    def _schedule_ping(self) -> None:
+        core = self._core
+        assert core.keep_warm is not None
+        due = core.next_ping()
+        at = self._loop.time() + core.keep_warm if due is None else due
+        self._pinger = self._loop.call_at(at, self._ping_due)
+
+    def _ping_due(self) -> None:
+        core = self._core
+        if core.closed:
+            return
+        for slot in core.due_for_ping(self._loop.time()):
+            task = self._loop.create_task(self._ping(slot))
+            self._healing.add(task)  # cancelled by close() like the heals
+            task.add_done_callback(self._healing.discard)
+        self._schedule_ping()
+
+    async def _ping(self, slot: _ASlot) -> None:
+        """One keep-warm request on a slot the core took off the stack."""
+        method, data = self._config.ping()
+        conn = slot.conn
+        connect_timeout = self._config.connect_timeout
+        deadline = self._loop.time() + (connect_timeout or 5.0)
+        try:
+            waiter = None if conn is None else conn.send(data, method, deadline)
+            if waiter is not None:
+                await waiter
+                self._stats.keep_warm_pings += 1
+        except WarmlineError:
+            pass  # the connection is dead: the release below heals it
+        except asyncio.CancelledError:
+            if conn is not None:
+                conn.abandon()
+            raise
+        finally:
+            self._release(slot)
 
     async def _open_conn(self, slot: _ASlot, connect_timeout: TimeoutArg = DEFAULT) -> Connection:
         config = self._config
@@ -731,8 +784,9 @@ class ClientPool(PoolVerbs[ResponseCoro]):
         core = self._core
         if core.closed:
             return
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        for timer in (self._sweeper, self._pinger):
+            if timer is not None:
+                timer.cancel()
         plan: Plan[Connection] = Plan()
         in_flight = core.close(plan)
         closed = PoolClosed("pool closed", origin=self._origin)

@@ -58,7 +58,15 @@ from types import TracebackType
 from typing import Any, Final
 
 from warmline._config import PoolConfig
-from warmline._policy import DEFAULT, Backoff, FailureLog, PoolStats, TimeoutArg, Timeouts
+from warmline._policy import (
+    DEFAULT,
+    Backoff,
+    FailureLog,
+    KeepWarm,
+    PoolStats,
+    TimeoutArg,
+    Timeouts,
+)
 from warmline._pool import Plan, PoolCore, Slot, Waiter, check_timeout, connect_verdict
 from warmline._pool._state import IN_USE, OPENING
 from warmline._pool._verbs import PoolVerbs, SlotVerbs
@@ -248,6 +256,7 @@ class AtomicClientPool(PoolVerbs[Response]):
         keep_alive: bool = True,
         tcp_keepalive: bool = False,
         local_address: LocalAddress = None,
+        keep_warm: KeepWarm | None = None,
     ) -> AtomicClientPool:
         """Open ``connections`` warm connections to ``url``, all at once.
 
@@ -282,6 +291,7 @@ class AtomicClientPool(PoolVerbs[Response]):
             keep_alive=keep_alive,
             tcp_keepalive=tcp_keepalive,
             local_address=local_address,
+            keep_warm=keep_warm,
         )
         pool = cls(config)
         pool._connect_all(config.need)
@@ -310,8 +320,8 @@ class AtomicClientPool(PoolVerbs[Response]):
                 self._locked(core.opened, slot, result, monotonic())
             else:
                 self._locked(core.open_failed, slot, monotonic())
-        if self._epoll is not None:
-            self._wake_worker()  # watch the idle connections from now on
+        if self._epoll is not None or core.keep_warm is not None:
+            self._wake_worker()  # watch and keep warm the idle connections from now on
 
     def _open_later(self, slots: list[_TSlot], plan: Plan[Connection]) -> None:
         now = monotonic()
@@ -708,10 +718,28 @@ class AtomicClientPool(PoolVerbs[Response]):
                 break
             self._watch_conn(slot, conn)
             self._locked(core.opened, slot, conn, monotonic())
-        next_due = core.next_due()
-        if next_due is None:
+        if core.keep_warm is not None:
+            with self._lock:
+                pings = core.due_for_ping(monotonic())
+            for slot in pings:
+                self._ping(slot)
+        times = [t for t in (core.next_due(), core.next_ping()) if t is not None]
+        if not times:
             return _WORKER_TICK_S
-        return min(max(next_due - monotonic(), 0.0), _WORKER_TICK_S)
+        return min(max(min(times) - monotonic(), 0.0), _WORKER_TICK_S)
+
+    def _ping(self, slot: _TSlot) -> None:
+        """One keep-warm request, on the worker, on a slot the core took off the stack."""
+        method, data = self._config.ping()
+        conn = slot.conn
+        try:
+            if conn is not None and conn.alive:
+                conn.request(data, method, monotonic() + (self._config.connect_timeout or 5.0))
+                self._stats.keep_warm_pings += 1
+        except WarmlineError:
+            pass  # the connection is dead: the release below heals it
+        finally:
+            self._release(slot)
 
     def _on_events(self, events: list[tuple[int, int]]) -> None:
         now = monotonic()

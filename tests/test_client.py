@@ -184,3 +184,15 @@ def test_bad_options_fail_at_construction(kwargs: dict[str, Any]) -> None:
 def test_limits_and_timeouts_refuse_bad_values(cls: Any, kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         cls(**kwargs)
+
+
+@pytest.mark.timeout(30)
+def test_one_shot_helpers(granian: Server) -> None:
+    r = warmline.get(granian.url + "/small", timeout=5)
+    assert r.status == 200 and len(r.content) == 100
+    r = warmline.post(granian.url + "/echo", json={"px": 1})
+    assert r.json()["method"] == "POST"
+    r = warmline.request("put", granian.url + "/echo", content=b"x")
+    assert r.json()["method"] == "PUT"
+    with pytest.raises(warmline.InvalidRequest):
+        warmline.get("not a url")

@@ -7,6 +7,7 @@ asyncio, ``AtomicClientPool`` for threads, on one sans-I/O HTTP/1.1 core.
 
 from importlib.metadata import PackageNotFoundError, version
 
+from warmline._oneshot import delete, get, head, options, patch, post, put, request
 from warmline._policy import Backoff, KeepWarm, Limits, PoolStats, Timeouts
 from warmline.aio import ClientPool, ClientSlot
 from warmline.aio._client import AsyncClient
@@ -84,6 +85,15 @@ __all__ = [
     "TooManyRedirects",
     "WarmlineError",
     "WriteTimeout",
+    # one request on a short-lived Client (scripts; the slow path)
+    "delete",
+    "get",
+    "head",
+    "options",
+    "patch",
+    "post",
+    "put",
+    "request",
     # version
     "__version__",
 ]

@@ -501,16 +501,8 @@ class ClientPool(PoolVerbs[ResponseCoro]):
         if waiter.error is not None:
             raise self._count(waiter.error)
         self._carry_out(plan)
-        timer = None if timeout is None else loop.call_later(timeout, self._expire, waiter, timeout)
-        try:
-            await waiter.future
-        except asyncio.CancelledError:
-            if not core.remove_waiter(waiter) and waiter.slot is not None:
-                self._release(waiter.slot)  # served, then cancelled: give it back
-            raise
-        finally:
-            if timer is not None:
-                timer.cancel()
+        if waiter.slot is None:  # not served at once (an empty slot is, on a cold origin)
+            await self._sleep_on(waiter, timeout)
         if waiter.error is not None:
             raise self._count(waiter.error)
         slot = waiter.slot
@@ -518,6 +510,28 @@ class ClientPool(PoolVerbs[ResponseCoro]):
         if slot.state is OPENING:
             await self._open_inline(slot, deadline)
         return slot
+
+    async def _sleep_on(self, waiter: _Waiter, timeout: float | None) -> None:
+        core = self._core
+        loop = self._loop
+        timer = None if timeout is None else loop.call_later(timeout, self._expire, waiter, timeout)
+        try:
+            await waiter.future
+        except asyncio.CancelledError:
+            if not core.remove_waiter(waiter) and waiter.slot is not None:
+                self._give_back(waiter.slot)  # served, then cancelled
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def _give_back(self, slot: _ASlot) -> None:
+        if slot.state is OPENING:  # an empty slot to open: empty again, permit freed
+            plan: Plan[Connection] = Plan()
+            self._core.open_failed(slot, self._loop.time(), plan)
+            self._carry_out(plan)
+        else:
+            self._release(slot)
 
     def _expire(self, waiter: _Waiter, timeout: float) -> None:
         if self._core.remove_waiter(waiter):

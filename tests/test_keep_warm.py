@@ -32,6 +32,9 @@ def server() -> Iterator[RawServer]:
 @pytest.mark.parametrize("flavour", FLAVOURS)
 def test_keep_warm_keeps_a_quiet_pool_warm(flavour: Flavour, server: RawServer) -> None:
     with PoolDriver(flavour, server.url, connections=2, keep_warm=PING) as d:
+        # connect() returns once our side is connected; the server counts
+        # its accepts in its own thread.
+        assert d.wait_for(lambda: server.connections == 2, timeout=5)
         accepted = server.connections
         time.sleep(2.5)  # well past the server's 1 s idle timeout
         r = d.post("/order")
@@ -47,6 +50,7 @@ def test_keep_warm_keeps_a_quiet_pool_warm(flavour: Flavour, server: RawServer) 
 def test_without_keep_warm_the_server_closes_them(server: RawServer) -> None:
     """The control: the same quiet spell without KeepWarm loses the connections."""
     with PoolDriver("sync", server.url, connections=2) as d:
+        assert d.wait_for(lambda: server.connections == 2, timeout=5)
         accepted = server.connections
         time.sleep(1.5)
         assert d.post("/order").status == 200

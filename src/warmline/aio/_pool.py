@@ -16,7 +16,7 @@ import ssl
 from asyncio.events import _get_running_loop
 from collections.abc import Coroutine, Generator
 from types import TracebackType
-from typing import Any, Final
+from typing import Any
 
 from warmline._config import PoolConfig
 from warmline._policy import (
@@ -24,13 +24,12 @@ from warmline._policy import (
     Backoff,
     FailureLog,
     KeepWarm,
-    PoolStats,
     TimeoutArg,
     Timeouts,
 )
-from warmline._pool import Plan, PoolCore, Slot, Waiter, check_timeout, connect_verdict
+from warmline._pool import Plan, Slot, Waiter, check_timeout, connect_verdict
+from warmline._pool._shell import RELEASED_IN_FLIGHT, Lease, PoolShell
 from warmline._pool._state import HEALING, IN_USE, OPENING, READY
-from warmline._pool._verbs import PoolVerbs, SlotVerbs
 from warmline._sockopts import LocalAddress
 from warmline.aio._connection import Connection, open_connection
 from warmline.errors import (
@@ -54,8 +53,6 @@ __all__ = ["ClientPool", "ClientSlot"]
 _ASlot = Slot[Connection]
 ResponseCoro = Coroutine[Any, Any, Response]
 
-_RELEASED_IN_FLIGHT: Final = "the slot was released while its request was in flight"
-
 
 class _Waiter(Waiter):
     __slots__ = ("future",)
@@ -65,33 +62,16 @@ class _Waiter(Waiter):
         self.future = future
 
 
-class ClientSlot(SlotVerbs[ResponseCoro]):
-    """A leased slot: send requests on one warm connection, then release.
+class ClientSlot(Lease[Connection, ResponseCoro]):
+    """A leased slot of a :class:`ClientPool` (see :class:`~warmline._pool._shell.Lease`).
 
-    Returned by ``try_acquire()`` and ``acquire()``. Use it as a context
-    manager (``with slot:`` releases on exit) or call ``release()``. After
-    release, the lease is spent: using it again raises PoolError. One request
-    at a time: a second one while the first is in flight raises PoolError,
-    and releasing the slot under a request in flight fails that request at
-    once with PoolError. A lease may be released (or garbage-collected) on
-    any thread; the release is carried out on the pool's loop.
+    Returned by ``try_acquire()`` and ``acquire()``. It may be released (or
+    garbage-collected) on any thread; the release is carried out on the
+    pool's loop, or, once that loop has ended, just closes the connection.
     """
 
-    __slots__ = ("_pool", "_slot")
-
-    def __init__(self, pool: ClientPool, slot: _ASlot) -> None:
-        self._pool = pool
-        self._slot: _ASlot | None = slot
-
-    def __repr__(self) -> str:
-        where = "released" if self._slot is None else str(self._pool.origin)
-        return f"<ClientSlot {where}>"
-
-    def __enter__(self) -> ClientSlot:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.release()
+    __slots__ = ()
+    _pool: ClientPool
 
     def __del__(self) -> None:
         # A lease dropped without release() must not drain the pool. This may
@@ -110,24 +90,6 @@ class ClientSlot(SlotVerbs[ResponseCoro]):
                 pool._release(slot)
             else:
                 pool._release_elsewhere(slot)
-
-    def _send(
-        self,
-        method: str,
-        path: str,
-        params: ParamsArg | None,
-        headers: HeadersArg | None,
-        content: ContentArg | None,
-        json: Any,
-        timeout: TimeoutArg,
-    ) -> ResponseCoro:
-        # A plain method returning the pool's coroutine: one coroutine frame
-        # per request instead of one per layer.
-        slot = self._slot
-        if slot is None:
-            raise PoolError("this slot was released; acquire a new one")
-        pool = self._pool
-        return pool._request(slot, method, path, params, headers, content, json, timeout, self)
 
 
 class _Acquire:
@@ -155,7 +117,7 @@ class _Acquire:
             self._lease = None
 
 
-class ClientPool(PoolVerbs[ResponseCoro]):
+class ClientPool(PoolShell[Connection, ResponseCoro]):
     """Pre-connected, self-healing pool of HTTP/1.1 connections to one origin.
 
     Make one with ``await ClientPool.connect(url, ...)``; see that method for
@@ -171,16 +133,8 @@ class ClientPool(PoolVerbs[ResponseCoro]):
 
     def __init__(self, config: PoolConfig) -> None:
         """Use :meth:`connect`; this only builds the empty pool."""
-        self._config = config
-        self.origin = config.origin
-        self._origin = str(config.origin)
-        # Copied out of the config: read on every request.
-        self._writer = config.writer
-        self._timeout = config.timeout
         self._loop = asyncio.get_running_loop()
-        self._core: PoolCore[Connection] = config.new_core()
-        self._stats = self._core.stats
-        self._core.shell = self
+        super().__init__(config)
         self._healing: set[asyncio.Task[None]] = set()
         self._failure_log = FailureLog()
         self._sweeper: asyncio.TimerHandle | None = None
@@ -543,7 +497,7 @@ class ClientPool(PoolVerbs[ResponseCoro]):
         """Open an empty slot's connection for its caller (a lazy slot's first use)."""
         core = self._core
         try:
-            conn = await self._open_conn(slot, self._connect_budget(deadline))
+            conn = await self._open_conn(slot, self._connect_budget(deadline, self._loop.time()))
         except BaseException as exc:
             plan: Plan[Connection] = Plan()
             core.open_failed(slot, self._loop.time(), plan)
@@ -556,14 +510,6 @@ class ClientPool(PoolVerbs[ResponseCoro]):
         self._carry_out(plan)
         if not kept:
             raise self._count(PoolClosed("pool closed", origin=self._origin))
-
-    def _connect_budget(self, deadline: float | None) -> TimeoutArg:
-        # The request's deadline bounds its (re)connect too.
-        connect_timeout = self._config.connect_timeout
-        if deadline is None:
-            return DEFAULT
-        left = max(deadline - self._loop.time(), 0.0)
-        return left if connect_timeout is None or left < connect_timeout else DEFAULT
 
     def _release(self, slot: _ASlot) -> None:
         core = self._core
@@ -580,7 +526,7 @@ class ClientPool(PoolVerbs[ResponseCoro]):
         # A connection still alive but not idle has a request in flight: it
         # fails now, with the reason, instead of waiting for its timeout.
         busy = conn is not None and conn.alive and not usable
-        self._carry_out(plan, PoolError(_RELEASED_IN_FLIGHT, origin=self._origin) if busy else None)
+        self._carry_out(plan, PoolError(RELEASED_IN_FLIGHT, origin=self._origin) if busy else None)
 
     def _release_elsewhere(self, slot: _ASlot) -> None:
         """A release from another thread or loop (or the garbage collector)."""
@@ -606,7 +552,7 @@ class ClientPool(PoolVerbs[ResponseCoro]):
         content: ContentArg | None,
         json: Any,
         timeout: TimeoutArg,
-        lease: ClientSlot | None,
+        lease: object,
     ) -> Response:
         # The hot path: build (usually a cache hit), one write, one future.
         # ``lease`` is only held: a lease dropped right after ``lease.get()``
@@ -675,7 +621,7 @@ class ClientPool(PoolVerbs[ResponseCoro]):
                 raise (
                     PoolClosed("pool closed")
                     if self._core.closed
-                    else PoolError(_RELEASED_IN_FLIGHT)
+                    else PoolError(RELEASED_IN_FLIGHT)
                 )
             await self._reopen(slot, deadline)
             conn = slot.conn
@@ -693,20 +639,12 @@ class ClientPool(PoolVerbs[ResponseCoro]):
         self._stats.requests += 1
         return response
 
-    def _fail(self, exc: WarmlineError, method: str, path: str) -> WarmlineError:
-        self._stats.error(exc)
-        return exc.with_context(origin=self._origin, method=method, path=path)
-
-    def _count(self, exc: WarmlineError) -> WarmlineError:
-        self._stats.error(exc)
-        return exc
-
     async def _reopen(self, slot: _ASlot, deadline: float | None) -> None:
         if slot.conn is not None:
             slot.conn.close()
             slot.conn = None
         try:
-            conn = await self._open_conn(slot, self._connect_budget(deadline))
+            conn = await self._open_conn(slot, self._connect_budget(deadline, self._loop.time()))
         except WarmlineError:
             self._stats.reconnect_failures += 1
             raise
@@ -761,32 +699,6 @@ class ClientPool(PoolVerbs[ResponseCoro]):
             )
         finally:
             self._release(slot)
-
-    # -- introspection -----------------------------------------------------
-    @property
-    def available(self) -> int:
-        """Slots ready now (a dead one among them is found on acquire)."""
-        return len(self._core.ready)
-
-    @property
-    def size(self) -> int:
-        """Number of slots."""
-        return len(self._core.slots)
-
-    @property
-    def closed(self) -> bool:
-        return self._core.closed
-
-    @property
-    def _waiters(self) -> Any:
-        return self._core.waiters
-
-    def stats(self) -> PoolStats:
-        """A snapshot of the counters and the current slot states."""
-        return self._core.snapshot()
-
-    def __repr__(self) -> str:
-        return f"<ClientPool {self._core.describe()}>"
 
     # -- closing -----------------------------------------------------------
     async def close(self) -> None:

@@ -63,13 +63,12 @@ from warmline._policy import (
     Backoff,
     FailureLog,
     KeepWarm,
-    PoolStats,
     TimeoutArg,
     Timeouts,
 )
-from warmline._pool import Plan, PoolCore, Slot, Waiter, check_timeout, connect_verdict
+from warmline._pool import Plan, Slot, Waiter, check_timeout, connect_verdict
+from warmline._pool._shell import RELEASED_IN_FLIGHT, Lease, PoolShell
 from warmline._pool._state import IN_USE, OPENING
-from warmline._pool._verbs import PoolVerbs, SlotVerbs
 from warmline._sockopts import LocalAddress
 from warmline.errors import (
     ConnectError,
@@ -100,7 +99,6 @@ _CLOSE_JOIN_S: Final = 0.25
 # epoll: wake on a peer's close only (not on data), once per close.
 _WATCH_EVENTS: Final = getattr(select, "EPOLLRDHUP", 0) | getattr(select, "EPOLLET", 0)
 
-_RELEASED_IN_FLIGHT: Final = "the slot was released while its request was in flight"
 
 # Every pool of this process, for fork(): the child drops what it inherited.
 _POOLS: weakref.WeakSet[AtomicClientPool] = weakref.WeakSet()
@@ -117,37 +115,14 @@ class _Waiter(Waiter):
         self.lock.acquire()  # held until the waiter is served
 
 
-class AtomicClientSlot(SlotVerbs[Response]):
-    """A leased slot: send requests on one warm connection, then release.
-
-    Returned by ``try_acquire()`` and ``acquire()``. Use it as a context
-    manager (``with slot:`` releases on exit) or call ``release()``, from any
-    thread. After release the lease is spent: using it raises PoolError.
-    Releasing it while another thread's request is in flight fails that
-    request at once with PoolError. A lease garbage-collected without release
-    returns its slot.
+class AtomicClientSlot(Lease[Connection, Response]):
+    """A leased slot of an :class:`AtomicClientPool` (see
+    :class:`~warmline._pool._shell.Lease`), released from any thread. A lease
+    garbage-collected without release returns its slot.
     """
 
-    __slots__ = ("_pool", "_slot")
-
-    def __init__(self, pool: AtomicClientPool, slot: _TSlot) -> None:
-        self._pool = pool
-        self._slot: _TSlot | None = slot
-
-    def __repr__(self) -> str:
-        return (
-            "<AtomicClientSlot released>"
-            if self._slot is None
-            else f"<AtomicClientSlot {self._pool.origin}>"
-        )
-
-    def __enter__(self) -> AtomicClientSlot:
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.release()
+    __slots__ = ()
+    _pool: AtomicClientPool
 
     def __del__(self) -> None:
         # A lease dropped without release() must not drain the pool. The
@@ -165,23 +140,8 @@ class AtomicClientSlot(SlotVerbs[Response]):
             self._slot = None
             self._pool._release(slot)
 
-    def _send(
-        self,
-        method: str,
-        path: str,
-        params: ParamsArg | None,
-        headers: HeadersArg | None,
-        content: ContentArg | None,
-        json: Any,
-        timeout: TimeoutArg,
-    ) -> Response:
-        slot = self._slot
-        if slot is None:
-            raise PoolError("this slot was released; acquire a new one")
-        return self._pool._request(slot, method, path, params, headers, content, json, timeout)
 
-
-class AtomicClientPool(PoolVerbs[Response]):
+class AtomicClientPool(PoolShell[Connection, Response]):
     """Thread-safe, pre-connected, self-healing pool of HTTP/1.1 connections.
 
     Make one with ``AtomicClientPool.connect(url, ...)``; see that method for
@@ -205,15 +165,7 @@ class AtomicClientPool(PoolVerbs[Response]):
             lock: The lock of the slow paths; a Client's pools share one,
                 since a permit freed in one pool serves a waiter of another.
         """
-        self._config = config
-        self.origin = config.origin
-        self._origin = str(config.origin)
-        # Copied out of the config: read on every request.
-        self._writer = config.writer
-        self._timeout = config.timeout
-        self._core: PoolCore[Connection] = config.new_core()
-        self._stats = self._core.stats
-        self._core.shell = self
+        super().__init__(config)
         self._lock = lock if lock is not None else threading.Lock()
         self._gc_released: list[_TSlot] = []
         self._failure_log = FailureLog()
@@ -423,7 +375,7 @@ class AtomicClientPool(PoolVerbs[Response]):
                 self._finish_gc_releases(plan)
             finally:
                 self._lock.release()
-            self._carry_out(plan, PoolError(_RELEASED_IN_FLIGHT, origin=self._origin))
+            self._carry_out(plan, PoolError(RELEASED_IN_FLIGHT, origin=self._origin))
 
     def _finish_gc_releases(self, plan: Plan[Connection]) -> None:
         pending = self._gc_released
@@ -529,7 +481,7 @@ class AtomicClientPool(PoolVerbs[Response]):
 
     def _open_inline(self, slot: _TSlot, deadline: float | None) -> None:
         try:
-            conn = self._open(self._connect_budget(deadline))
+            conn = self._open(self._connect_budget(deadline, monotonic()))
         except BaseException as exc:
             self._locked(self._core.open_failed, slot, monotonic())
             if isinstance(exc, WarmlineError):
@@ -542,14 +494,6 @@ class AtomicClientPool(PoolVerbs[Response]):
         self._carry_out(plan)
         if not kept:
             raise self._count(PoolClosed("pool closed", origin=self._origin))
-
-    def _connect_budget(self, deadline: float | None) -> TimeoutArg:
-        # The request's deadline bounds its (re)connect too.
-        connect_timeout = self._config.connect_timeout
-        if deadline is None:
-            return DEFAULT
-        left = max(deadline - monotonic(), 1e-6)
-        return left if connect_timeout is None or left < connect_timeout else DEFAULT
 
     def _release(self, slot: _TSlot) -> None:
         core = self._core
@@ -566,7 +510,7 @@ class AtomicClientPool(PoolVerbs[Response]):
             core.release(slot, usable, monotonic(), plan)
             self._finish_gc_releases(plan)
         busy = conn is not None and conn.busy
-        self._carry_out(plan, PoolError(_RELEASED_IN_FLIGHT, origin=self._origin) if busy else None)
+        self._carry_out(plan, PoolError(RELEASED_IN_FLIGHT, origin=self._origin) if busy else None)
 
     # -- requests ----------------------------------------------------------
     def _request(
@@ -579,6 +523,7 @@ class AtomicClientPool(PoolVerbs[Response]):
         content: ContentArg | None,
         json: Any,
         timeout: TimeoutArg,
+        lease: object = None,
     ) -> Response:
         core = self._core
         try:
@@ -649,26 +594,22 @@ class AtomicClientPool(PoolVerbs[Response]):
         if self._core.closed:
             raise PoolClosed("pool closed")
         if slot.state is not IN_USE:
-            raise PoolError(_RELEASED_IN_FLIGHT)
+            raise PoolError(RELEASED_IN_FLIGHT)
         if slot.conn is not None:
             slot.conn.close()
             slot.conn = None
         try:
-            conn = self._open(self._connect_budget(deadline))
+            conn = self._open(self._connect_budget(deadline, monotonic()))
         except WarmlineError:
             self._stats.reconnect_failures += 1
             raise
         if self._core.closed or slot.state is not IN_USE:
             conn.close()
-            raise PoolClosed("pool closed") if self._core.closed else PoolError(_RELEASED_IN_FLIGHT)
+            raise PoolClosed("pool closed") if self._core.closed else PoolError(RELEASED_IN_FLIGHT)
         self._stats.reconnects += 1
         self._watch_conn(slot, conn)
         slot.conn = conn
         return conn
-
-    def _count(self, exc: WarmlineError) -> WarmlineError:
-        self._stats.error(exc)
-        return exc
 
     # -- the worker: healing and watching ----------------------------------
     def _watch_conn(self, slot: _TSlot, conn: Connection) -> None:
@@ -751,32 +692,6 @@ class AtomicClientPool(PoolVerbs[Response]):
             slot = self._watch.get(fd)
             if slot is not None and slot.conn is not None and slot.conn.fd == fd:
                 self._locked(self._core.lost, slot, now)
-
-    # -- introspection -----------------------------------------------------
-    @property
-    def available(self) -> int:
-        """Slots ready now (a dead one among them is found on acquire)."""
-        return len(self._core.ready)
-
-    @property
-    def size(self) -> int:
-        """Number of slots."""
-        return len(self._core.slots)
-
-    @property
-    def closed(self) -> bool:
-        return self._core.closed
-
-    @property
-    def _waiters(self) -> Any:
-        return self._core.waiters
-
-    def stats(self) -> PoolStats:
-        """A snapshot of the counters and the current slot states."""
-        return self._core.snapshot()
-
-    def __repr__(self) -> str:
-        return f"<AtomicClientPool {self._core.describe()}>"
 
     # -- closing and forking --------------------------------------------------
     def close(self) -> None:

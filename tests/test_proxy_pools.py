@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,7 +26,7 @@ from tests.faultproxy import FLAVOURS, FaultProxy, Flavour, PoolDriver
 from tests.proxyservers import PASSWORD, USER, ProxyServer, dante, microsocks, pproxy, tinyproxy
 from warmline._server.launch import Server, free_port
 from warmline.connectors import Proxy
-from warmline.errors import ConnectError, ProxyError
+from warmline.errors import ConnectError, PoolClosed, ProxyError
 
 AUTH = (USER, PASSWORD)
 BAD_PASSWORD = "wrong-Pa55word"
@@ -143,6 +144,42 @@ def test_pool_through_an_https_proxy_tls_in_tls(
         for _ in range(5):
             assert echoed(pool.get("/echo"))["method"] == "GET"
         assert pool.stats().reconnects == 0
+
+
+def test_blocking_pool_closed_under_a_request_in_tls_in_tls(
+    pp_tls: ProxyServer, granian_tls: Server, tls_files: TLSFiles
+) -> None:
+    # A slot closed under a request in flight shuts the tunnel's socket down,
+    # which wakes the thread reading through both TLS layers: PoolClosed.
+    ctx = tls_files.client_context()
+    proxy = Proxy(pp_tls.url("https", auth=AUTH), tls=ctx)
+    with FaultProxy(("127.0.0.1", granian_tls.port)) as slow:
+        pool = warmline.AtomicClientPool.connect(
+            f"https://127.0.0.1:{slow.port}", connections=1, tls=ctx, proxy=proxy
+        )
+        big = pool.get("/bytes/300000")  # many records, many recv_into calls
+        assert len(big.content) == 300000
+        slow.stall(3.0)
+        outcome: list[BaseException | None] = []
+
+        def call() -> None:
+            try:
+                pool.get("/echo")
+            except BaseException as exc:
+                outcome.append(exc)
+            else:
+                outcome.append(None)
+
+        thread = threading.Thread(target=call)
+        thread.start()
+        deadline = time.monotonic() + 5
+        while pool.stats().in_use == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)  # its request is written, its recv waits
+        pool.close()
+        thread.join(5)
+        assert not thread.is_alive()
+        assert isinstance(outcome[0], PoolClosed)
 
 
 # -- a plain-http origin through an HTTP proxy: absolute-form ------------------------

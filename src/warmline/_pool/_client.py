@@ -72,7 +72,7 @@ class ClientSettings:
         if tls is not None and not isinstance(tls, ssl.SSLContext):
             raise TypeError(f"tls must be an ssl.SSLContext or None, got {tls!r}")
         self.proxy = as_proxy(proxy)
-        self.env = _proxy_env(trust_env) if self.proxy is None else None
+        self._env = _proxy_env(trust_env) if self.proxy is None else None
         self._options: dict[str, Any] = {
             "headers": headers,
             "tls": tls,
@@ -128,7 +128,7 @@ class ClientSettings:
             options["tls"] = None
         return PoolConfig.build(
             origin_url,
-            proxy=choose_proxy(origin, self.proxy, self.env is not None, self.env),
+            proxy=choose_proxy(origin, self.proxy, self._env is not None, self._env),
             base_path="",
             connections=connections,
             uds=None,

@@ -8,7 +8,9 @@ were written. A dead connection is never reused.
 
 Through a proxy, ``warmline.connectors`` opens the tunnel and hands the
 transport over to the Connection; from then on it is an ordinary transport
-and a request costs what a direct one does.
+and a request costs what a direct one does (client CPU per pooled GET,
+through tinyproxy's CONNECT / direct, https, 3 runs of 7x2,000: 1.10, 1.01,
+1.03; through dante's SOCKS5, http: 0.95, 1.06, 0.99).
 """
 
 from __future__ import annotations

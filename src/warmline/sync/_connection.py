@@ -13,7 +13,9 @@ reach the next user of the slot.
 
 Through a proxy, the socket comes from ``warmline.connectors``: once the
 tunnel is open it is an ordinary socket or SSLSocket, and a request costs
-what a direct one does. Only TLS inside TLS (an https origin behind an
+what a direct one does (client CPU per pooled GET, tunnel / direct, 3 runs
+of 7x2,000: https through tinyproxy's CONNECT 1.09, 0.87, 0.98; http through
+dante's SOCKS5 0.97, 1.07, 1.03). Only TLS inside TLS (an https origin behind an
 ``https://`` proxy) gives a :class:`~warmline.connectors._sync.TLSInTLSSocket`,
 whose records are pumped in Python.
 

@@ -11,6 +11,7 @@ from warmline._oneshot import delete, get, head, options, patch, post, put, requ
 from warmline._policy import Backoff, KeepWarm, Limits, PoolStats, Timeouts
 from warmline.aio import ClientPool, ClientSlot
 from warmline.aio._client import AsyncClient
+from warmline.connectors import Proxy
 from warmline.errors import (
     ConnectError,
     ConnectionClosed,
@@ -48,6 +49,7 @@ __all__ = [
     "Client",
     "KeepWarm",
     "Limits",
+    "Proxy",
     "Timeouts",
     # pools of connections
     "AtomicClientPool",

@@ -8,17 +8,20 @@ context, limits), once, for both shells.
 from __future__ import annotations
 
 import dataclasses
+import os
 import ssl
+from collections.abc import Mapping
 from typing import Any
 
 from warmline._policy import Backoff, KeepWarm, Origin, Timeouts
 from warmline._pool import Admission, PoolCore, check_timeout
 from warmline._sockopts import LocalAddress
 from warmline._tls import client_context
+from warmline.connectors import Proxy, ProxyArg, as_proxy, forward_form, proxy_for
 from warmline.http11 import RequestWriter, ResponseReader
 from warmline.http11._writer import HeadersArg
 
-__all__ = ["PoolConfig"]
+__all__ = ["PoolConfig", "choose_proxy"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -47,6 +50,7 @@ class PoolConfig:
     lazy: bool = False
     admission: Admission | None = None
     keep_warm: KeepWarm | None = None
+    proxy: Proxy | None = None
 
     @classmethod
     def build(
@@ -75,14 +79,19 @@ class PoolConfig:
         lazy: bool = False,
         admission: Admission | None = None,
         keep_warm: KeepWarm | None = None,
+        proxy: ProxyArg = None,
+        trust_env: bool = False,
     ) -> PoolConfig:
         """Validate the options of ``connect()``.
 
         Raises:
             InvalidRequest: A bad URL, default header or TLS option.
-            ValueError: ``connections`` below 1, ``require`` out of range.
+            ValueError: ``connections`` below 1, ``require`` out of range, a
+                bad proxy URL (in ``proxy`` or, with ``trust_env``, the
+                environment).
         """
         origin = Origin.parse(url, uds=uds)
+        chosen = choose_proxy(origin, proxy, trust_env)
         _check_int(connections, "connections", 1)
         need = connections if require is None else require
         _check_int(need, "require", 0)
@@ -115,6 +124,13 @@ class PoolConfig:
         writer_kwargs: dict[str, Any] = {"base_path": base_path, "headers": headers}
         if user_agent is not None:
             writer_kwargs["user_agent"] = user_agent
+        form = None if chosen is None else forward_form(origin, chosen)
+        if form is not None:
+            # An http origin behind an HTTP(S) proxy: absolute-form targets,
+            # and the proxy's credentials and headers in every request's
+            # default headers, serialised once like the others.
+            writer_kwargs["absolute_form_prefix"] = form.prefix
+            writer_kwargs["headers"] = [*_header_items(headers), *form.headers]
         return cls(
             origin=origin,
             writer=RequestWriter(origin.host_header, **writer_kwargs),
@@ -138,6 +154,7 @@ class PoolConfig:
             lazy=lazy,
             admission=admission,
             keep_warm=keep_warm,
+            proxy=chosen,
         )
 
     def new_core(self) -> PoolCore[Any]:
@@ -162,6 +179,7 @@ class PoolConfig:
             "local_address": self.local_address,
             "tcp_keepalive": self.tcp_keepalive,
             "read_timeout": self.read_timeout,
+            "proxy": self.proxy,
         }
 
     def ping(self) -> tuple[str, bytes]:
@@ -177,6 +195,48 @@ class PoolConfig:
             max_headers=self.max_headers,
             max_body_size=self.max_body_size,
         )
+
+
+def choose_proxy(
+    origin: Origin,
+    proxy: ProxyArg,
+    trust_env: bool,
+    env: Mapping[str, str] | None = None,
+) -> Proxy | None:
+    """The proxy to reach ``origin`` through, or None to connect directly.
+
+    An explicit ``proxy`` wins for every origin and the environment is not
+    read (httpx does the same); ``NO_PROXY`` only filters the environment's
+    proxies. A Unix-socket origin never goes through a proxy.
+
+    Args:
+        origin: The pool's origin.
+        proxy: ``proxy=`` as the user gave it (URL, Proxy or None).
+        trust_env: Whether to read ``HTTP(S)_PROXY``, ``ALL_PROXY``, ``NO_PROXY``.
+        env: The environment to read (``os.environ`` when None).
+
+    Raises:
+        ValueError: A bad proxy URL (never echoing its credentials).
+        TypeError: ``proxy`` or ``trust_env`` of the wrong type.
+    """
+    if not isinstance(trust_env, bool):
+        raise TypeError(f"trust_env must be a bool, got {type(trust_env).__name__}")
+    chosen = as_proxy(proxy)
+    if origin.uds is not None:
+        return None
+    if chosen is None and trust_env:
+        chosen = proxy_for(
+            origin.scheme, origin.host, origin.port, os.environ if env is None else env
+        )
+    return chosen
+
+
+def _header_items(headers: HeadersArg | None) -> list[tuple[str, str]]:
+    if headers is None:
+        return []
+    if isinstance(headers, Mapping):
+        return list(headers.items())
+    return list(headers)
 
 
 def _check_int(value: object, name: str, minimum: int) -> None:

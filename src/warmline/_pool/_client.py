@@ -9,19 +9,24 @@ create, look up and close pools. Sans-I/O like the rest of ``_pool``.
 
 from __future__ import annotations
 
+import os
 import ssl
 from collections.abc import Mapping
 from typing import Any, Final, Generic, TypeVar
 
-from warmline._config import PoolConfig
+from warmline._config import PoolConfig, choose_proxy
 from warmline._policy import Backoff, KeepWarm, Limits, Origin, PoolStats, Timeouts
 from warmline._pool._core import Admission
 from warmline._sockopts import LocalAddress
+from warmline.connectors import ProxyArg, as_proxy, proxy_for
 from warmline.errors import InvalidRequest, PoolClosed
 from warmline.http11 import DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_HEAD_SIZE, DEFAULT_MAX_HEADERS
 from warmline.http11._writer import HeadersArg
 
 __all__ = ["ClientBase", "ClientSettings"]
+
+# The variables trust_env reads (either case); copied once per client.
+_PROXY_VARIABLES: Final = frozenset({"http_proxy", "https_proxy", "all_proxy", "no_proxy"})
 
 # Routing results kept per URL prefix ("scheme://netloc"); cleared when full,
 # so a client fed endless distinct hosts stays bounded.
@@ -52,6 +57,8 @@ class ClientSettings:
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         max_head_size: int = DEFAULT_MAX_HEAD_SIZE,
         max_headers: int = DEFAULT_MAX_HEADERS,
+        proxy: ProxyArg = None,
+        trust_env: bool = False,
     ) -> None:
         self.limits = limits if limits is not None else Limits()
         if not isinstance(self.limits, Limits):
@@ -63,6 +70,10 @@ class ClientSettings:
         self.timeouts = timeout
         self.base_url = self._base(base_url)
         self.admission = Admission(self.limits.total)
+        if tls is not None and not isinstance(tls, ssl.SSLContext):
+            raise TypeError(f"tls must be an ssl.SSLContext or None, got {tls!r}")
+        self.proxy = as_proxy(proxy)
+        self._env = _proxy_env(trust_env) if self.proxy is None else None
         self._options: dict[str, Any] = {
             "headers": headers,
             "tls": tls,
@@ -108,12 +119,18 @@ class ClientSettings:
     def config(
         self, origin_url: str, *, connections: int, lazy: bool, dry_run: bool = False
     ) -> PoolConfig:
-        """The PoolConfig of one origin's pool."""
+        """The PoolConfig of one origin's pool (its proxy chosen per origin)."""
         options = dict(self._options)
         if dry_run:
             options["admission"] = None
+        origin = Origin.parse(origin_url)
+        if not origin.tls:
+            # The client's SSLContext is for its https origins; a plain-http
+            # origin's pool would refuse one.
+            options["tls"] = None
         return PoolConfig.build(
             origin_url,
+            proxy=choose_proxy(origin, self.proxy, self._env is not None, self._env),
             base_path="",
             connections=connections,
             uds=None,
@@ -180,6 +197,8 @@ class ClientBase(Generic[P]):
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         max_head_size: int = DEFAULT_MAX_HEAD_SIZE,
         max_headers: int = DEFAULT_MAX_HEADERS,
+        proxy: ProxyArg = None,
+        trust_env: bool = False,
     ) -> None:
         self._settings = ClientSettings(
             headers=headers,
@@ -200,6 +219,8 @@ class ClientBase(Generic[P]):
             max_body_size=max_body_size,
             max_head_size=max_head_size,
             max_headers=max_headers,
+            proxy=proxy,
+            trust_env=trust_env,
         )
         self._pools: dict[str, P] = {}
         self._closed = False
@@ -237,6 +258,26 @@ class ClientBase(Generic[P]):
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<{type(self).__name__} {state}: {len(self._pools)} origins>"
+
+
+def _proxy_env(trust_env: bool) -> dict[str, str] | None:
+    """The proxy variables, read once (None: ``trust_env`` is off).
+
+    A client's origins then agree on one environment, whenever their pools
+    open. Each variable's proxy URL is checked now, so that a bad one fails
+    the constructor (naming the variable, not its value), not a request.
+    """
+    if not isinstance(trust_env, bool):
+        raise TypeError(f"trust_env must be a bool, got {type(trust_env).__name__}")
+    if not trust_env:
+        return None
+    env = {k: v for k, v in os.environ.items() if k.lower() in _PROXY_VARIABLES}
+    if "REQUEST_METHOD" in os.environ:
+        env["REQUEST_METHOD"] = os.environ["REQUEST_METHOD"]  # CGI: see proxy_for
+    unfiltered = {k: v for k, v in env.items() if k.lower() != "no_proxy"}
+    for scheme in ("http", "https"):
+        proxy_for(scheme, "example.invalid", 1, unfiltered)
+    return env
 
 
 def _split(url: str) -> tuple[str, str]:

@@ -52,6 +52,17 @@ class AsyncClient(ClientBase[ClientPool], ClientVerbs[Coroutine[Any, Any, Respon
         user_agent: User-Agent header; None for warmline's.
         reconnect: Backoff of a warm origin's reconnects.
         max_body_size, max_head_size, max_headers: Response limits.
+        proxy: Reach every origin through this proxy: a URL
+            (``http://[user:pass@]host:port``: CONNECT tunnels for https
+            origins, absolute-form requests for http ones; ``https://...``:
+            TLS to the proxy first; ``socks5://...``, names resolved here;
+            ``socks5h://...``, resolved by the proxy) or a
+            ``warmline.Proxy`` (custom proxy headers, the proxy's own TLS
+            context). Each connection opens its tunnel once; pooled requests
+            through it cost what direct ones do.
+        trust_env: With no ``proxy``: choose one per origin from
+            ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY`` and ``NO_PROXY``
+            (either case, curl's and requests' rules), read once, here.
     """
 
     async def start(self) -> None:

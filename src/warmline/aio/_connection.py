@@ -5,6 +5,12 @@ resolves one future per request; there is no task, lock or stream object per
 request. The connection knows when it is dead: EOF, reset, protocol error,
 ``Connection: close``, or a request cancelled or timed out after its bytes
 were written. A dead connection is never reused.
+
+Through a proxy, ``warmline.connectors`` opens the tunnel and hands the
+transport over to the Connection; from then on it is an ordinary transport
+and a request costs what a direct one does (client CPU per pooled GET,
+through tinyproxy's CONNECT / direct, https, 3 runs of 7x2,000: 1.10, 1.01,
+1.03; through dante's SOCKS5, http: 0.95, 1.06, 0.99).
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from typing import Any, cast
 from warmline._policy import Origin
 from warmline._sockopts import LocalAddress, local_addr, tune
 from warmline._tls import describe_tls_error
+from warmline.connectors import Proxy
+from warmline.connectors._aio import open_aio_transport
 from warmline.errors import (
     ConnectError,
     ConnectionClosed,
@@ -270,13 +278,18 @@ async def open_connection(
     local_address: LocalAddress = None,
     tcp_keepalive: bool = False,
     read_timeout: float | None = None,
+    proxy: Proxy | None = None,
 ) -> Connection:
-    """Open a connection to ``origin`` (TCP, TLS or Unix socket).
+    """Open a connection to ``origin`` (TCP, TLS or Unix socket), maybe via ``proxy``.
+
+    The proxy's tunnel (if any) opens here, once per connection, within
+    ``connect_timeout``; a proxy is ignored for a Unix-socket origin.
 
     Raises:
-        ConnectTimeout: Not connected (handshake included) within
+        ConnectTimeout: Not connected (handshakes included) within
             ``connect_timeout`` seconds.
         ConnectError: Refused, unreachable, unresolvable, or TLS failed.
+        ProxyError: The proxy is unreachable or refused (``status`` set).
     """
     loop = asyncio.get_running_loop()
 
@@ -286,6 +299,18 @@ async def open_connection(
         conn.read_timeout = read_timeout
         return conn
 
+    if proxy is not None and origin.uds is None:
+        # Raises warmline errors only, with the credentials redacted.
+        _, proto = await open_aio_transport(
+            loop,
+            origin,
+            proxy=proxy,
+            tls=tls,
+            connect_timeout=connect_timeout,
+            protocol_factory=factory,
+            local_address=local_addr(local_address),
+        )
+        return proto
     kwargs: dict[str, Any] = {}
     if tls is not None:
         kwargs = {"ssl": tls, "server_hostname": origin.host}

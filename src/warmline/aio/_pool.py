@@ -32,6 +32,7 @@ from warmline._pool._shell import RELEASED_IN_FLIGHT, Lease, PoolShell
 from warmline._pool._state import HEALING, IN_USE, OPENING, READY
 from warmline._sockopts import LocalAddress
 from warmline.aio._connection import Connection, open_connection
+from warmline.connectors import ProxyArg
 from warmline.errors import (
     ConnectionClosed,
     PoolClosed,
@@ -166,6 +167,8 @@ class ClientPool(PoolShell[Connection, ResponseCoro]):
         tcp_keepalive: bool = False,
         local_address: LocalAddress = None,
         keep_warm: KeepWarm | None = None,
+        proxy: ProxyArg = None,
+        trust_env: bool = False,
     ) -> ClientPool:
         """Open ``connections`` warm connections to ``url``, all at once.
 
@@ -208,12 +211,23 @@ class ClientPool(PoolShell[Connection, ResponseCoro]):
             keep_warm: A :class:`~warmline.KeepWarm`: a slot idle for its
                 interval sends a cheap request in the background, so no idle
                 timeout on the way finds it cold.
+            proxy: Reach the origin through this proxy: a URL
+                (``http://[user:pass@]host:port``, ``https://...``,
+                ``socks5://...``, ``socks5h://...``) or a ``warmline.Proxy``.
+                The tunnel opens once per connection, within
+                ``connect_timeout``; healing and lifetimes work through it
+                unchanged. An http origin behind an HTTP proxy gets
+                absolute-form requests instead. Ignored for Unix sockets.
+            trust_env: With no ``proxy``, pick one from ``HTTPS_PROXY``,
+                ``HTTP_PROXY``, ``ALL_PROXY`` and ``NO_PROXY`` (read now).
 
         Raises:
             ConnectError: Fewer than ``require`` connections opened
-                (ConnectTimeout when every attempt timed out).
+                (ConnectTimeout when every attempt timed out; ProxyError
+                when the proxy refused, with its ``status``).
             InvalidRequest: A bad URL or header.
-            ValueError, TypeError: An option out of range or of the wrong type.
+            ValueError, TypeError: An option out of range or of the wrong type
+                (a bad proxy URL too; its credentials are never shown).
         """
         config = PoolConfig.build(
             url,
@@ -237,6 +251,8 @@ class ClientPool(PoolShell[Connection, ResponseCoro]):
             tcp_keepalive=tcp_keepalive,
             local_address=local_address,
             keep_warm=keep_warm,
+            proxy=proxy,
+            trust_env=trust_env,
         )
         pool = cls(config)
         await pool._connect_all(config.need)

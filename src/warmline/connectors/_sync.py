@@ -192,7 +192,7 @@ class TLSInTLSSocket:
 
     Has the part of the socket API the blocking Connection uses: ``sendall``,
     ``recv``, ``recv_into``, ``settimeout``, ``gettimeout``, ``fileno`` (the
-    raw descriptor, for ``poll``), ``close``. Each call moves TLS records
+    raw descriptor, for ``poll``), ``close``, ``shutdown``, ``detach``. Each call moves TLS records
     between the inner ``SSLObject``'s BIOs and the outer socket.
     """
 
@@ -236,6 +236,19 @@ class TLSInTLSSocket:
 
     def close(self) -> None:
         self._outer.close()
+
+    def shutdown(self, how: int) -> None:
+        """Shut the outer socket down (wakes a thread blocked in ``recv``)."""
+        self._outer.shutdown(how)
+
+    def detach(self) -> int:
+        """Give up the descriptor without closing it (after ``fork()``)."""
+        return self._outer.detach()
+
+    @property
+    def raw_socket(self) -> ssl.SSLSocket:
+        """The socket to the proxy (for socket options)."""
+        return self._outer
 
     def idle_stale(self) -> bool:
         """Whether this idle connection is closed or unusable, without blocking.

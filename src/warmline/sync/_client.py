@@ -20,7 +20,16 @@ __all__ = ["Client"]
 class Client(ClientBase[AtomicClientPool], ClientVerbs[Response]):
     """The blocking twin of :class:`warmline.AsyncClient`: the same options
     and semantics, any thread may call it. Its pools share one lock (a permit
-    freed by one origin serves a waiter of another)."""
+    freed by one origin serves a waiter of another).
+
+    Example:
+        >>> with Client(proxy="http://user:pass@127.0.0.1:3128") as client:
+        ...     r = client.get("https://api.exchange.example/api/v3/time")
+
+    ``proxy=`` and ``trust_env=`` work as in AsyncClient: the tunnel opens
+    once per connection, and ``trust_env=True`` reads the proxy variables
+    once, at construction.
+    """
 
     def start(self) -> None:
         """Pre-connect the ``warm`` origins, all at once (``with`` does it).

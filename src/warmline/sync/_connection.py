@@ -11,6 +11,14 @@ KeyboardInterrupt) raised while a request was in flight. A dead connection is
 closed at once and never carries another request, so a late response can never
 reach the next user of the slot.
 
+Through a proxy, the socket comes from ``warmline.connectors``: once the
+tunnel is open it is an ordinary socket or SSLSocket, and a request costs
+what a direct one does (client CPU per pooled GET, tunnel / direct, 3 runs
+of 7x2,000: https through tinyproxy's CONNECT 1.09, 0.87, 0.98; http through
+dante's SOCKS5 0.97, 1.07, 1.03). Only TLS inside TLS (an https origin behind an
+``https://`` proxy) gives a :class:`~warmline.connectors._sync.TLSInTLSSocket`,
+whose records are pumped in Python.
+
 Timeouts use the socket's own timeout. A request without a deadline keeps the
 socket blocking: ``sendall`` and ``recv_into``, two syscalls in all. With a
 deadline, CPython waits in ``poll()`` before each ``recv`` (one syscall
@@ -32,6 +40,8 @@ from typing import Final
 from warmline._policy import Origin
 from warmline._sockopts import LocalAddress, local_addr, tune
 from warmline._tls import describe_tls_error
+from warmline.connectors import Proxy
+from warmline.connectors._sync import TLSInTLSSocket, open_sync_socket
 from warmline.errors import (
     ConnectError,
     ConnectionClosed,
@@ -43,6 +53,10 @@ from warmline.errors import (
 from warmline.http11 import Response, ResponseReader
 
 __all__ = ["Connection", "open_connection"]
+
+# What a Connection reads and writes: a socket, an SSLSocket, or the origin's
+# TLS carried inside the TLS of an https:// proxy.
+Stream = socket.socket | TLSInTLSSocket
 
 # One recv reads up to this much. 256 KiB lets an 8 MiB body arrive in ~32
 # reads instead of ~128 at 64 KiB, and costs nothing per request: the buffer
@@ -88,7 +102,7 @@ class Connection:
         "served",
     )
 
-    def __init__(self, sock: socket.socket, reader: ResponseReader) -> None:
+    def __init__(self, sock: Stream, reader: ResponseReader) -> None:
         self._sock = sock
         self._reader = reader
         self._tls = isinstance(sock, ssl.SSLSocket)
@@ -189,7 +203,7 @@ class Connection:
             return ConnectionClosed(f"connection lost: {exc}", received_any=reader.received_any)
         return exc
 
-    def _read_rest(self, sock: socket.socket, reader: ResponseReader) -> Response:
+    def _read_rest(self, sock: Stream, reader: ResponseReader) -> Response:
         # A response larger than one recv (no deadline).
         recv_into = sock.recv_into
         buf = self._buf
@@ -202,7 +216,7 @@ class Connection:
                 return response
 
     def _request_timed(
-        self, sock: socket.socket, reader: ResponseReader, data: bytes, deadline: float
+        self, sock: Stream, reader: ResponseReader, data: bytes, deadline: float
     ) -> Response:
         try:
             self._arm(sock, deadline)
@@ -233,7 +247,7 @@ class Connection:
             if response is not None:
                 return response
 
-    def _arm(self, sock: socket.socket, deadline: float) -> None:
+    def _arm(self, sock: Stream, deadline: float) -> None:
         remaining = deadline - monotonic()
         if remaining <= 0:
             raise TimeoutError("deadline passed")
@@ -269,8 +283,13 @@ class Connection:
         """
         if not self.alive:
             return True
+        sock = self._sock
+        if isinstance(sock, TLSInTLSSocket):
+            # The raw peek sees the proxy's TLS records; the tunnel knows how
+            # to look through both layers.
+            return sock.idle_stale()
         try:
-            peeked = _raw_recv(self._sock, 1, _PEEK_FLAGS)
+            peeked = _raw_recv(sock, 1, _PEEK_FLAGS)
         except BlockingIOError:
             return False
         except OSError:
@@ -283,6 +302,7 @@ class Connection:
         # True if what is pending is TLS housekeeping (session tickets), now
         # consumed; False if it is a close_notify, an alert or application data.
         sock = self._sock
+        assert isinstance(sock, ssl.SSLSocket)  # _tls
         try:
             sock.settimeout(0.0)
             sock.recv(1)
@@ -331,6 +351,7 @@ def open_connection(
     local_address: LocalAddress = None,
     tcp_keepalive: bool = False,
     read_timeout: float | None = None,
+    proxy: Proxy | None = None,
 ) -> Connection:
     """Open a blocking connection to ``origin`` (TCP, TLS or Unix socket).
 
@@ -344,11 +365,21 @@ def open_connection(
         local_address: Bind to this source address (``"127.0.0.2"``).
         tcp_keepalive: Probe an idle peer (about a minute to notice it died).
         read_timeout: The longest gap allowed between received bytes.
+        proxy: Go through this proxy (the tunnel, if any, opens here, once
+            per connection); ignored for a Unix-socket origin.
 
     Raises:
         ConnectTimeout: Not connected within ``connect_timeout``.
         ConnectError: Refused, unreachable, unresolvable, or TLS failed.
+        ProxyError: The proxy is unreachable or refused (``status`` set).
     """
+    if proxy is not None and origin.uds is None:
+        conn = Connection(
+            _open_via_proxy(origin, proxy, tls, connect_timeout, local_address, tcp_keepalive),
+            reader,
+        )
+        conn.read_timeout = read_timeout
+        return conn
     deadline = None if connect_timeout is None else monotonic() + connect_timeout
     try:
         sock = _connect_socket(origin, connect_timeout, local_address, tcp_keepalive)
@@ -372,6 +403,34 @@ def open_connection(
     conn = Connection(sock, reader)
     conn.read_timeout = read_timeout
     return conn
+
+
+def _open_via_proxy(
+    origin: Origin,
+    proxy: Proxy,
+    tls: ssl.SSLContext | None,
+    connect_timeout: float | None,
+    local_address: LocalAddress,
+    tcp_keepalive: bool,
+) -> Stream:
+    # open_sync_socket raises warmline errors only (ProxyError, ConnectError,
+    # ConnectTimeout), with the credentials redacted.
+    sock = open_sync_socket(
+        origin,
+        proxy=proxy,
+        tls=tls,
+        connect_timeout=connect_timeout,
+        local_address=local_addr(local_address),
+    )
+    if tcp_keepalive:
+        # The probes go to the proxy: a dead proxy is a dead tunnel.
+        raw = sock.raw_socket if isinstance(sock, TLSInTLSSocket) else sock
+        try:
+            tune(raw, tcp_keepalive=True)
+        except OSError as exc:
+            sock.close()
+            raise ConnectError(f"cannot set TCP keep-alive: {exc}", origin=str(origin)) from exc
+    return sock
 
 
 def _connect_socket(

@@ -70,6 +70,7 @@ from warmline._pool import Plan, Slot, Waiter, check_timeout, connect_verdict
 from warmline._pool._shell import RELEASED_IN_FLIGHT, Lease, PoolShell
 from warmline._pool._state import IN_USE, OPENING
 from warmline._sockopts import LocalAddress
+from warmline.connectors import ProxyArg
 from warmline.errors import (
     ConnectError,
     PoolClosed,
@@ -209,18 +210,25 @@ class AtomicClientPool(PoolShell[Connection, Response]):
         tcp_keepalive: bool = False,
         local_address: LocalAddress = None,
         keep_warm: KeepWarm | None = None,
+        proxy: ProxyArg = None,
+        trust_env: bool = False,
     ) -> AtomicClientPool:
         """Open ``connections`` warm connections to ``url``, all at once.
 
         The options and their meaning are those of ``ClientPool.connect``
         (one behaviour for both shells); ``timeout`` is also the default wait
-        for a slot in ``pool.get()`` and friends.
+        for a slot in ``pool.get()`` and friends. ``proxy`` (a URL or a
+        ``warmline.Proxy``) opens each connection's tunnel once, within
+        ``connect_timeout``; ``trust_env`` picks a proxy from the environment
+        when ``proxy`` is None.
 
         Raises:
             ConnectError: Fewer than ``require`` connections opened
-                (ConnectTimeout when every attempt timed out).
+                (ConnectTimeout when every attempt timed out; ProxyError
+                when the proxy refused, with its ``status``).
             InvalidRequest: A bad URL or header.
-            ValueError, TypeError: An option out of range or of the wrong type.
+            ValueError, TypeError: An option out of range or of the wrong type
+                (a bad proxy URL too; its credentials are never shown).
         """
         config = PoolConfig.build(
             url,
@@ -244,6 +252,8 @@ class AtomicClientPool(PoolShell[Connection, Response]):
             tcp_keepalive=tcp_keepalive,
             local_address=local_address,
             keep_warm=keep_warm,
+            proxy=proxy,
+            trust_env=trust_env,
         )
         pool = cls(config)
         pool._connect_all(config.need)

@@ -27,7 +27,13 @@ from warmline._pool import (
     connect_verdict,
 )
 from warmline._pool._state import move
-from warmline.errors import ConnectError, ConnectionClosed, ConnectTimeout, PoolClosed
+from warmline.errors import (
+    ConnectError,
+    ConnectionClosed,
+    ConnectTimeout,
+    PoolClosed,
+    ProxyError,
+)
 
 NO_JITTER = Backoff(initial=0.1, maximum=1.0, multiplier=2.0, jitter=0.0)
 
@@ -296,6 +302,9 @@ def test_connect_verdict() -> None:
     mixed = [ConnectTimeout("slow"), ConnectError("refused")]
     assert type(connect_verdict(mixed, 2, 1, "o")) is ConnectError
     assert connect_verdict(mixed[:1], 2, 1, "o") is None
+    refused = [ProxyError("407", proxy="http://***@p:1", status=407)]
+    verdict = connect_verdict(refused, 1, 1, "o")
+    assert isinstance(verdict, ProxyError) and verdict.status == 407
     interrupt = KeyboardInterrupt()
     assert connect_verdict([interrupt], 1, 1, "o") is interrupt
 

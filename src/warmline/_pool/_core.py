@@ -28,6 +28,7 @@ from warmline.errors import (
     ConnectionClosed,
     ConnectTimeout,
     PoolClosed,
+    ProxyError,
     WarmlineError,
 )
 
@@ -584,8 +585,9 @@ def connect_verdict(
     """connect()'s verdict once every attempt ended: None if enough opened.
 
     When too few opened: the error to raise (a non-Exception, e.g. a
-    KeyboardInterrupt, as is); ``ConnectTimeout`` when every failure was a
-    timeout, so that callers catching it see it; else ``ConnectError``.
+    KeyboardInterrupt, as is); ``ProxyError`` (with the proxy's status) when
+    every failure was the proxy's refusal, ``ConnectTimeout`` when every one
+    timed out, so that callers catching them see them; else ``ConnectError``.
     """
     opened = size - len(failures)
     if opened >= need:
@@ -593,10 +595,16 @@ def connect_verdict(
     first = failures[0]
     if not isinstance(first, Exception):
         return first
-    timed_out = all(isinstance(f, ConnectTimeout) for f in failures)
     reason = first.message if isinstance(first, WarmlineError) else str(first)
-    error = (ConnectTimeout if timed_out else ConnectError)(
-        f"{opened} of {size} connections opened, {need} required: {reason}", origin=origin
-    )
+    message = f"{opened} of {size} connections opened, {need} required: {reason}"
+    error: ConnectError
+    if all(isinstance(f, ProxyError) for f in failures):
+        # The proxy refused: say so with its class, status and (redacted) URL.
+        assert isinstance(first, ProxyError)
+        error = ProxyError(message, proxy=first.proxy, status=first.status, origin=origin)
+    elif all(isinstance(f, ConnectTimeout) for f in failures):
+        error = ConnectTimeout(message, origin=origin)
+    else:
+        error = ConnectError(message, origin=origin)
     error.__cause__ = first
     return error

@@ -280,3 +280,11 @@ def test_reply_reason_phrase_is_carried(warmline_mock: MockServer) -> None:
     with httpx.Client(transport=Transport()) as client:
         r = client.get(warmline_mock.url + "/r")
     assert (r.status_code, r.reason_phrase) == (299, "Fine Thanks")
+
+
+def test_userinfo_goes_as_basic_auth_not_in_the_url(warmline_mock: MockServer) -> None:
+    warmline_mock.expect(headers={"Authorization": "Basic dTpw"}).respond(body="in").once()
+    url = warmline_mock.url.replace("http://", "http://u:p@") + "/private"
+    with httpx.Client(transport=Transport()) as client:
+        assert client.get(url).text == "in"
+    assert warmline_mock.journal[0].target == "/private"

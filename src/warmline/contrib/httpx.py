@@ -8,9 +8,10 @@ redirects, events, response decoding), warmline keeps the connections.
 How a request is carried over, and why:
 
 - **URL, method, body.** The URL goes as httpx built it (params merged,
-  percent-encoded). The request body is read whole first (``request.read()``)
-  and sent with a ``Content-Length``: warmline's writer does not stream
-  uploads yet.
+  percent-encoded), without its userinfo (httpx turned that into an
+  ``Authorization`` header; warmline refuses credentials in URLs). The
+  request body is read whole first (``request.read()``) and sent with a
+  ``Content-Length``: warmline's writer does not stream uploads yet.
 - **Headers.** Sent as httpx built them (its ``User-Agent``, ``Accept``,
   ``Accept-Encoding`` replace warmline's defaults of the same name), except
   the fields warmline owns: ``Content-Length`` and ``Transfer-Encoding``
@@ -118,6 +119,14 @@ def _check_scheme(request: httpx.Request) -> None:
         )
 
 
+def _url(request: httpx.Request) -> str:
+    """The URL to send: as httpx built it, without userinfo (httpx sent it as auth)."""
+    url = request.url
+    if not url.userinfo:
+        return str(url)
+    return f"{url.scheme}://{url.netloc.decode('ascii')}{url.raw_path.decode('ascii')}"
+
+
 def _headers(request: httpx.Request) -> list[tuple[str, str]]:
     """The request's fields that warmline should send, as str pairs."""
     host = request.url.netloc
@@ -173,7 +182,7 @@ class AsyncTransport(httpx.AsyncBaseTransport):
         try:
             r = await self.client.request(
                 request.method,
-                str(request.url),
+                _url(request),
                 headers=_headers(request),
                 content=body or None,
                 timeout=request_timeout(request),
@@ -226,7 +235,7 @@ class Transport(httpx.BaseTransport):
         try:
             r = self.client.request(
                 request.method,
-                str(request.url),
+                _url(request),
                 headers=_headers(request),
                 content=body or None,
                 timeout=request_timeout(request),

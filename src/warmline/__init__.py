@@ -7,6 +7,7 @@ asyncio, ``AtomicClientPool`` for threads, on one sans-I/O HTTP/1.1 core.
 
 from importlib.metadata import PackageNotFoundError, version
 
+from warmline._config import PoolOptions
 from warmline._oneshot import delete, get, head, options, patch, post, put, request
 from warmline._policy import Backoff, KeepWarm, Limits, PoolStats, Timeouts
 from warmline.aio import ClientPool, ClientSlot
@@ -57,6 +58,7 @@ __all__ = [
     "Backoff",
     "ClientPool",
     "ClientSlot",
+    "PoolOptions",
     "PoolStats",
     # HTTP/1.1
     "Headers",

@@ -11,17 +11,98 @@ import dataclasses
 import os
 import ssl
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypedDict
 
 from warmline._policy import Backoff, KeepWarm, Origin, Timeouts
 from warmline._pool import Admission, PoolCore, check_timeout
 from warmline._sockopts import LocalAddress
 from warmline._tls import client_context
 from warmline.connectors import Proxy, ProxyArg, as_proxy, forward_form, proxy_for
-from warmline.http11 import RequestWriter, ResponseReader
+from warmline.http11 import (
+    DEFAULT_MAX_BODY_SIZE,
+    DEFAULT_MAX_HEAD_SIZE,
+    DEFAULT_MAX_HEADERS,
+    RequestWriter,
+    ResponseReader,
+)
 from warmline.http11._writer import HeadersArg
 
-__all__ = ["PoolConfig", "choose_proxy"]
+__all__ = ["PoolConfig", "PoolOptions", "choose_proxy"]
+
+
+class PoolOptions(TypedDict, total=False):
+    """The options of ``ClientPool.connect`` and ``AtomicClientPool.connect``.
+
+    One behaviour for both pools; every one is a keyword argument of
+    ``connect()`` and has the default shown in :meth:`PoolConfig.build`.
+
+    Attributes:
+            base_path: Prefix of every request path, e.g. ``"/api/v3"``.
+            headers: Default headers, validated and serialised once.
+            connections: Number of slots.
+            tls: None (verified with the system CA store for https), or an
+                ``ssl.SSLContext`` of yours; False with https is an error.
+            uds: Connect through this Unix socket (Host comes from ``url``).
+            connect_timeout: Seconds to open one connection (TLS included).
+            timeout: Default seconds for a whole request; None for none. Also
+                the default wait for a slot in ``pool.get()`` and friends. A
+                ``warmline.Timeouts`` sets connect, read (inactivity), pool
+                (the wait for a slot) and total at once.
+            reconnect: Backoff policy for healing dead slots.
+            idle_timeout: Reconnect a slot idle longer than this before reuse
+                (set it below the server's keep-alive timeout).
+            retry_stale: Re-send an idempotent request once on a fresh
+                connection when its kept-alive connection turned out closed
+                before any response byte.
+            require: Fail unless at least this many connect (default: all);
+                the others heal in the background. 0 returns at once, every
+                slot opening in the background.
+            max_body_size, max_head_size, max_headers: Response limits.
+            user_agent: User-Agent header; None for warmline's default.
+            max_lifetime: Replace a connection older than this when it is
+                next idle (never mid-request); reconnects resolve the name again.
+            keep_alive: False: every request opens a connection, sends
+                ``Connection: close``, and closes it after the response.
+            tcp_keepalive: SO_KEEPALIVE with short probes (a silently dead
+                peer is noticed within about a minute).
+            local_address: Source address of every connection
+                (``"127.0.0.2"`` or ``(host, port)``).
+            keep_warm: A :class:`~warmline.KeepWarm`: a slot idle for its
+                interval sends a cheap request in the background, so no idle
+                timeout on the way finds it cold.
+            proxy: Reach the origin through this proxy: a URL
+                (``http://[user:pass@]host:port``, ``https://...``,
+                ``socks5://...``, ``socks5h://...``) or a ``warmline.Proxy``.
+                The tunnel opens once per connection, within
+                ``connect_timeout``; healing and lifetimes work through it
+                unchanged. An http origin behind an HTTP proxy gets
+                absolute-form requests instead. Ignored for Unix sockets.
+            trust_env: With no ``proxy``, pick one from ``HTTPS_PROXY``,
+                ``HTTP_PROXY``, ``ALL_PROXY`` and ``NO_PROXY`` (read now).
+    """
+
+    base_path: str
+    headers: HeadersArg | None
+    connections: int
+    tls: ssl.SSLContext | bool | None
+    uds: str | None
+    connect_timeout: float | None
+    timeout: float | Timeouts | None
+    reconnect: Backoff | None
+    idle_timeout: float | None
+    retry_stale: bool
+    require: int | None
+    max_body_size: int
+    max_head_size: int
+    max_headers: int
+    user_agent: str | None
+    max_lifetime: float | None
+    keep_alive: bool
+    tcp_keepalive: bool
+    local_address: LocalAddress
+    keep_warm: KeepWarm | None
+    proxy: ProxyArg
+    trust_env: bool
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -57,21 +138,21 @@ class PoolConfig:
         cls,
         url: str,
         *,
-        base_path: str,
-        headers: HeadersArg | None,
-        connections: int,
-        tls: ssl.SSLContext | bool | None,
-        uds: str | None,
-        connect_timeout: float | None,
-        timeout: float | Timeouts | None,
-        reconnect: Backoff | None,
-        idle_timeout: float | None,
-        retry_stale: bool,
-        require: int | None,
-        max_body_size: int,
-        max_head_size: int,
-        max_headers: int,
-        user_agent: str | None,
+        base_path: str = "",
+        headers: HeadersArg | None = None,
+        connections: int = 8,
+        tls: ssl.SSLContext | bool | None = None,
+        uds: str | None = None,
+        connect_timeout: float | None = 5.0,
+        timeout: float | Timeouts | None = None,
+        reconnect: Backoff | None = None,
+        idle_timeout: float | None = None,
+        retry_stale: bool = True,
+        require: int | None = None,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        max_head_size: int = DEFAULT_MAX_HEAD_SIZE,
+        max_headers: int = DEFAULT_MAX_HEADERS,
+        user_agent: str | None = None,
         max_lifetime: float | None = None,
         keep_alive: bool = True,
         tcp_keepalive: bool = False,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import ssl
 from collections.abc import Mapping
-from typing import Any, Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, TypedDict, TypeVar
 
 from warmline._config import PoolConfig, choose_proxy
 from warmline._policy import Backoff, KeepWarm, Limits, Origin, PoolStats, Timeouts
@@ -23,7 +23,10 @@ from warmline.errors import InvalidRequest, PoolClosed
 from warmline.http11 import DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_HEAD_SIZE, DEFAULT_MAX_HEADERS
 from warmline.http11._writer import HeadersArg
 
-__all__ = ["ClientBase", "ClientSettings"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = ["ClientBase", "ClientOptions", "ClientSettings"]
 
 # The variables trust_env reads (either case); copied once per client.
 _PROXY_VARIABLES: Final = frozenset({"http_proxy", "https_proxy", "all_proxy", "no_proxy"})
@@ -173,55 +176,36 @@ class ClientSettings:
 P = TypeVar("P")
 
 
+class ClientOptions(TypedDict, total=False):
+    """The options of ``AsyncClient`` and ``Client`` (documented there)."""
+
+    headers: HeadersArg | None
+    base_url: str | None
+    limits: Limits | None
+    timeout: Timeouts | float | None
+    warm: Mapping[str, int] | None
+    keep_alive: bool
+    idle_timeout: float | None
+    max_lifetime: float | None
+    tcp_keepalive: bool
+    keep_warm: KeepWarm | None
+    local_address: LocalAddress
+    tls: ssl.SSLContext | None
+    retry_stale: bool
+    user_agent: str | None
+    reconnect: Backoff | None
+    max_body_size: int
+    max_head_size: int
+    max_headers: int
+    proxy: ProxyArg
+    trust_env: bool
+
+
 class ClientBase(Generic[P]):
     """The state both clients share: settings, the pools by origin, stats."""
 
-    def __init__(
-        self,
-        *,
-        headers: HeadersArg | None = None,
-        base_url: str | None = None,
-        limits: Limits | None = None,
-        timeout: Timeouts | float | None = None,
-        warm: Mapping[str, int] | None = None,
-        keep_alive: bool = True,
-        idle_timeout: float | None = None,
-        max_lifetime: float | None = None,
-        tcp_keepalive: bool = True,
-        keep_warm: KeepWarm | None = None,
-        local_address: LocalAddress = None,
-        tls: ssl.SSLContext | None = None,
-        retry_stale: bool = True,
-        user_agent: str | None = None,
-        reconnect: Backoff | None = None,
-        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
-        max_head_size: int = DEFAULT_MAX_HEAD_SIZE,
-        max_headers: int = DEFAULT_MAX_HEADERS,
-        proxy: ProxyArg = None,
-        trust_env: bool = False,
-    ) -> None:
-        self._settings = ClientSettings(
-            headers=headers,
-            base_url=base_url,
-            limits=limits,
-            timeout=timeout,
-            warm=warm,
-            keep_alive=keep_alive,
-            idle_timeout=idle_timeout,
-            max_lifetime=max_lifetime,
-            tcp_keepalive=tcp_keepalive,
-            keep_warm=keep_warm,
-            local_address=local_address,
-            tls=tls,
-            retry_stale=retry_stale,
-            user_agent=user_agent,
-            reconnect=reconnect,
-            max_body_size=max_body_size,
-            max_head_size=max_head_size,
-            max_headers=max_headers,
-            proxy=proxy,
-            trust_env=trust_env,
-        )
+    def __init__(self, **options: Unpack[ClientOptions]) -> None:
+        self._settings = ClientSettings(**options)
         self._pools: dict[str, P] = {}
         self._closed = False
 

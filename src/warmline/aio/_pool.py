@@ -12,27 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ssl
 from asyncio.events import _get_running_loop
 from collections.abc import Coroutine, Generator
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from warmline._config import PoolConfig
+from warmline._config import PoolConfig, PoolOptions
 from warmline._policy import (
     DEFAULT,
-    Backoff,
     FailureLog,
-    KeepWarm,
     TimeoutArg,
-    Timeouts,
 )
 from warmline._pool import Plan, Slot, Waiter, check_timeout, connect_verdict
 from warmline._pool._shell import RELEASED_IN_FLIGHT, Lease, PoolShell
 from warmline._pool._state import HEALING, IN_USE, OPENING, READY
-from warmline._sockopts import LocalAddress
 from warmline.aio._connection import Connection, open_connection
-from warmline.connectors import ProxyArg
 from warmline.errors import (
     ConnectionClosed,
     PoolClosed,
@@ -42,12 +36,12 @@ from warmline.errors import (
     WriteTimeout,
 )
 from warmline.http11 import (
-    DEFAULT_MAX_BODY_SIZE,
-    DEFAULT_MAX_HEAD_SIZE,
-    DEFAULT_MAX_HEADERS,
     Response,
 )
 from warmline.http11._writer import ContentArg, HeadersArg, ParamsArg
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["ClientPool", "ClientSlot"]
 
@@ -143,83 +137,14 @@ class ClientPool(PoolShell[Connection, ResponseCoro]):
 
     # -- construction ------------------------------------------------------
     @classmethod
-    async def connect(
-        cls,
-        url: str,
-        *,
-        base_path: str = "",
-        headers: HeadersArg | None = None,
-        connections: int = 8,
-        tls: ssl.SSLContext | bool | None = None,
-        uds: str | None = None,
-        connect_timeout: float | None = 5.0,
-        timeout: float | Timeouts | None = None,
-        reconnect: Backoff | None = None,
-        idle_timeout: float | None = None,
-        retry_stale: bool = True,
-        require: int | None = None,
-        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
-        max_head_size: int = DEFAULT_MAX_HEAD_SIZE,
-        max_headers: int = DEFAULT_MAX_HEADERS,
-        user_agent: str | None = None,
-        max_lifetime: float | None = None,
-        keep_alive: bool = True,
-        tcp_keepalive: bool = False,
-        local_address: LocalAddress = None,
-        keep_warm: KeepWarm | None = None,
-        proxy: ProxyArg = None,
-        trust_env: bool = False,
-    ) -> ClientPool:
-        """Open ``connections`` warm connections to ``url``, all at once.
-
-        The options are those of ``AtomicClientPool.connect`` (one behaviour
-        for both shells); see :class:`warmline._config.PoolConfig`.
+    async def connect(cls, url: str, **options: Unpack[PoolOptions]) -> ClientPool:
+        """Open ``connections`` (default 8) warm connections to ``url``, all at once.
 
         Args:
             url: ``http://host[:port]``, ``https://host[:port]`` or
                 ``unix:///path.sock``; a path is an error (use base_path).
-            base_path: Prefix of every request path, e.g. ``"/api/v3"``.
-            headers: Default headers, validated and serialised once.
-            connections: Number of slots.
-            tls: None (verified with the system CA store for https), or an
-                ``ssl.SSLContext`` of yours; False with https is an error.
-            uds: Connect through this Unix socket (Host comes from ``url``).
-            connect_timeout: Seconds to open one connection (TLS included).
-            timeout: Default seconds for a whole request; None for none. Also
-                the default wait for a slot in ``pool.get()`` and friends. A
-                ``warmline.Timeouts`` sets connect, read (inactivity), pool
-                (the wait for a slot) and total at once.
-            reconnect: Backoff policy for healing dead slots.
-            idle_timeout: Reconnect a slot idle longer than this before reuse
-                (set it below the server's keep-alive timeout).
-            retry_stale: Re-send an idempotent request once on a fresh
-                connection when its kept-alive connection turned out closed
-                before any response byte.
-            require: Fail unless at least this many connect (default: all);
-                the others heal in the background. 0 returns at once, every
-                slot opening in the background.
-            max_body_size, max_head_size, max_headers: Response limits.
-            user_agent: User-Agent header; None for warmline's default.
-            max_lifetime: Replace a connection older than this when it is
-                next idle (never mid-request); reconnects resolve the name again.
-            keep_alive: False: every request opens a connection, sends
-                ``Connection: close``, and closes it after the response.
-            tcp_keepalive: SO_KEEPALIVE with short probes (a silently dead
-                peer is noticed within about a minute).
-            local_address: Source address of every connection
-                (``"127.0.0.2"`` or ``(host, port)``).
-            keep_warm: A :class:`~warmline.KeepWarm`: a slot idle for its
-                interval sends a cheap request in the background, so no idle
-                timeout on the way finds it cold.
-            proxy: Reach the origin through this proxy: a URL
-                (``http://[user:pass@]host:port``, ``https://...``,
-                ``socks5://...``, ``socks5h://...``) or a ``warmline.Proxy``.
-                The tunnel opens once per connection, within
-                ``connect_timeout``; healing and lifetimes work through it
-                unchanged. An http origin behind an HTTP proxy gets
-                absolute-form requests instead. Ignored for Unix sockets.
-            trust_env: With no ``proxy``, pick one from ``HTTPS_PROXY``,
-                ``HTTP_PROXY``, ``ALL_PROXY`` and ``NO_PROXY`` (read now).
+            **options: The pool's options, the same for ``AtomicClientPool``:
+                see :class:`warmline.PoolOptions`.
 
         Raises:
             ConnectError: Fewer than ``require`` connections opened
@@ -229,31 +154,7 @@ class ClientPool(PoolShell[Connection, ResponseCoro]):
             ValueError, TypeError: An option out of range or of the wrong type
                 (a bad proxy URL too; its credentials are never shown).
         """
-        config = PoolConfig.build(
-            url,
-            base_path=base_path,
-            headers=headers,
-            connections=connections,
-            tls=tls,
-            uds=uds,
-            connect_timeout=connect_timeout,
-            timeout=timeout,
-            reconnect=reconnect,
-            idle_timeout=idle_timeout,
-            retry_stale=retry_stale,
-            require=require,
-            max_body_size=max_body_size,
-            max_head_size=max_head_size,
-            max_headers=max_headers,
-            user_agent=user_agent,
-            max_lifetime=max_lifetime,
-            keep_alive=keep_alive,
-            tcp_keepalive=tcp_keepalive,
-            local_address=local_address,
-            keep_warm=keep_warm,
-            proxy=proxy,
-            trust_env=trust_env,
-        )
+        config = PoolConfig.build(url, **options)
         pool = cls(config)
         await pool._connect_all(config.need)
         return pool

@@ -49,28 +49,22 @@ from __future__ import annotations
 import contextlib
 import os
 import select
-import ssl
 import threading
 import weakref
 from collections.abc import Callable
 from time import monotonic
 from types import TracebackType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from warmline._config import PoolConfig
+from warmline._config import PoolConfig, PoolOptions
 from warmline._policy import (
     DEFAULT,
-    Backoff,
     FailureLog,
-    KeepWarm,
     TimeoutArg,
-    Timeouts,
 )
 from warmline._pool import Plan, Slot, Waiter, check_timeout, connect_verdict
 from warmline._pool._shell import RELEASED_IN_FLIGHT, Lease, PoolShell
 from warmline._pool._state import IN_USE, OPENING
-from warmline._sockopts import LocalAddress
-from warmline.connectors import ProxyArg
 from warmline.errors import (
     ConnectError,
     PoolClosed,
@@ -80,13 +74,13 @@ from warmline.errors import (
     WriteTimeout,
 )
 from warmline.http11 import (
-    DEFAULT_MAX_BODY_SIZE,
-    DEFAULT_MAX_HEAD_SIZE,
-    DEFAULT_MAX_HEADERS,
     Response,
 )
 from warmline.http11._writer import ContentArg, HeadersArg, ParamsArg
 from warmline.sync._connection import Connection, open_connection
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["AtomicClientPool", "AtomicClientSlot"]
 
@@ -186,75 +180,20 @@ class AtomicClientPool(PoolShell[Connection, Response]):
 
     # -- construction ------------------------------------------------------
     @classmethod
-    def connect(
-        cls,
-        url: str,
-        *,
-        base_path: str = "",
-        headers: HeadersArg | None = None,
-        connections: int = 8,
-        tls: ssl.SSLContext | bool | None = None,
-        uds: str | None = None,
-        connect_timeout: float | None = 5.0,
-        timeout: float | Timeouts | None = None,
-        reconnect: Backoff | None = None,
-        idle_timeout: float | None = None,
-        retry_stale: bool = True,
-        require: int | None = None,
-        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
-        max_head_size: int = DEFAULT_MAX_HEAD_SIZE,
-        max_headers: int = DEFAULT_MAX_HEADERS,
-        user_agent: str | None = None,
-        max_lifetime: float | None = None,
-        keep_alive: bool = True,
-        tcp_keepalive: bool = False,
-        local_address: LocalAddress = None,
-        keep_warm: KeepWarm | None = None,
-        proxy: ProxyArg = None,
-        trust_env: bool = False,
-    ) -> AtomicClientPool:
-        """Open ``connections`` warm connections to ``url``, all at once.
+    def connect(cls, url: str, **options: Unpack[PoolOptions]) -> AtomicClientPool:
+        """Open ``connections`` (default 8) warm connections to ``url``, all at once.
 
-        The options and their meaning are those of ``ClientPool.connect``
-        (one behaviour for both shells); ``timeout`` is also the default wait
-        for a slot in ``pool.get()`` and friends. ``proxy`` (a URL or a
-        ``warmline.Proxy``) opens each connection's tunnel once, within
-        ``connect_timeout``; ``trust_env`` picks a proxy from the environment
-        when ``proxy`` is None.
+        The same options and behaviour as ``ClientPool.connect``; see
+        :class:`warmline.PoolOptions`.
 
         Raises:
             ConnectError: Fewer than ``require`` connections opened
                 (ConnectTimeout when every attempt timed out; ProxyError
-                when the proxy refused, with its ``status``).
+                when the proxy refused).
             InvalidRequest: A bad URL or header.
-            ValueError, TypeError: An option out of range or of the wrong type
-                (a bad proxy URL too; its credentials are never shown).
+            ValueError, TypeError: An option out of range or of the wrong type.
         """
-        config = PoolConfig.build(
-            url,
-            base_path=base_path,
-            headers=headers,
-            connections=connections,
-            tls=tls,
-            uds=uds,
-            connect_timeout=connect_timeout,
-            timeout=timeout,
-            reconnect=reconnect,
-            idle_timeout=idle_timeout,
-            retry_stale=retry_stale,
-            require=require,
-            max_body_size=max_body_size,
-            max_head_size=max_head_size,
-            max_headers=max_headers,
-            user_agent=user_agent,
-            max_lifetime=max_lifetime,
-            keep_alive=keep_alive,
-            tcp_keepalive=tcp_keepalive,
-            local_address=local_address,
-            keep_warm=keep_warm,
-            proxy=proxy,
-            trust_env=trust_env,
-        )
+        config = PoolConfig.build(url, **options)
         pool = cls(config)
         pool._connect_all(config.need)
         return pool

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 from warmline._policy import DEFAULT, PoolStats, TimeoutArg
-from warmline._pool._core import C, PoolCore, Slot
+from warmline._pool._core import C, PoolCore, Slot, check_timeout
 from warmline._pool._verbs import PoolVerbs, SlotVerbs
 from warmline.errors import PoolError, WarmlineError
 from warmline.http11._writer import ContentArg, HeadersArg, ParamsArg
@@ -54,6 +54,16 @@ class PoolShell(PoolVerbs[R], Generic[C, R]):
         lease: object,
     ) -> R:
         raise NotImplementedError
+
+    def _acquire_wait(self, timeout: TimeoutArg, acquire_timeout: TimeoutArg) -> float | None:
+        """How long ``pool.get()`` and friends wait for a slot: ``acquire_timeout``,
+        else ``Timeouts.pool``, else the request's total timeout (so a pool
+        whose server is down fails in bounded time; both shells alike)."""
+        if acquire_timeout is DEFAULT:
+            acquire_timeout = self._config.pool_timeout
+            if acquire_timeout is None:
+                acquire_timeout = self._timeout if timeout is DEFAULT else timeout
+        return check_timeout(acquire_timeout, "acquire_timeout")
 
     def _connect_budget(self, deadline: float | None, now: float) -> TimeoutArg:
         """The connect timeout left for a (re)connect within a request's deadline."""

@@ -604,12 +604,7 @@ class ClientPool(PoolShell[Connection, ResponseCoro]):
     ) -> Response:
         slot = None if self._core.waiters else self._pop()
         if slot is None:
-            if acquire_timeout is DEFAULT:
-                acquire_timeout = self._config.pool_timeout
-                if acquire_timeout is None:
-                    acquire_timeout = self._timeout if timeout is DEFAULT else timeout
-            wait = check_timeout(acquire_timeout, "acquire_timeout")
-            slot = await self._wait(wait)
+            slot = await self._wait(self._acquire_wait(timeout, acquire_timeout))
         try:
             return await self._request(
                 slot, method, path, params, headers, content, json, timeout, None

@@ -528,11 +528,7 @@ class AtomicClientPool(PoolShell[Connection, Response]):
         # No lease object: the pool holds the slot itself for the call.
         slot = None if self._core.waiters else self._pop()
         if slot is None:
-            if acquire_timeout is DEFAULT:
-                acquire_timeout = self._config.pool_timeout
-                if acquire_timeout is None:
-                    acquire_timeout = self._timeout if timeout is DEFAULT else timeout
-            slot = self._wait(check_timeout(acquire_timeout, "acquire_timeout"), None)
+            slot = self._wait(self._acquire_wait(timeout, acquire_timeout), None)
         try:
             return self._request(slot, method, path, params, headers, content, json, timeout)
         finally:

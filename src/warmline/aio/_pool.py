@@ -474,28 +474,26 @@ class ClientPool(PoolShell[Connection, ResponseCoro]):
         # The hot path: build (usually a cache hit), one write, one future.
         # ``lease`` is only held: a lease dropped right after ``lease.get()``
         # returned this coroutine must not be collected, and so released,
-        # while its request runs.
-        loop = self._loop
-        if _get_running_loop() is not loop:
-            raise self._wrong_loop()
+        # while its request runs. The loop is checked where slots are handed
+        # out (try_acquire, acquire, pool.get); a lease carried to another
+        # loop is caught below, when its future cannot be awaited there.
         try:
-            if params is None and headers is None and content is None and json is None:
-                data = self._writer.build(method, path)  # no keywords to pass: cheaper
-            else:
-                data = self._writer.build(
-                    method, path, params=params, headers=headers, content=content, json=json
-                )
-            if timeout is DEFAULT:
-                timeout = self._timeout
-            elif timeout is not None:
-                timeout = check_timeout(timeout, "timeout")
+            # Keywords passed on as such: measured (callgrind) cheaper here
+            # than testing for "all None" first, which build() does anyway.
+            data = self._writer.build(
+                method, path, params=params, headers=headers, content=content, json=json
+            )
         except WarmlineError as exc:
             raise self._fail(exc, method, path) from None
+        if timeout is DEFAULT:
+            timeout = self._timeout
+        elif timeout is not None:
+            timeout = check_timeout(timeout, "timeout")
         if timeout is None:
             deadline = None
-        elif timeout > 0:
-            deadline = loop.time() + timeout
-        else:
+        elif timeout:
+            deadline = self._loop.time() + timeout
+        else:  # 0: already expired; sending would run a request nobody waits for
             raise self._fail(WriteTimeout("timeout of 0: nothing was sent"), method, path)
         conn = slot.conn
         waiter = None if conn is None else conn.send(data, method, deadline)
@@ -508,6 +506,11 @@ class ClientPool(PoolShell[Connection, ResponseCoro]):
             raise
         except WarmlineError as exc:
             return await self._recover(slot, exc, data, method, path, deadline)
+        except RuntimeError:
+            conn.abandon()  # type: ignore[union-attr]
+            if _get_running_loop() is not self._loop:
+                raise self._fail(self._wrong_loop(), method, path) from None
+            raise
         self._stats.requests += 1
         return response
 
@@ -602,6 +605,8 @@ class ClientPool(PoolShell[Connection, ResponseCoro]):
         timeout: TimeoutArg,
         acquire_timeout: TimeoutArg,
     ) -> Response:
+        if _get_running_loop() is not self._loop:
+            raise self._wrong_loop()
         slot = None if self._core.waiters else self._pop()
         if slot is None:
             slot = await self._wait(self._acquire_wait(timeout, acquire_timeout))

@@ -295,6 +295,8 @@ class ClientPool(PoolShell[Connection, ResponseCoro]):
             raise self._wrong_loop()
 
     def _wrong_loop(self) -> PoolError:
+        if self._core.closed:  # closed says more, from whatever loop
+            return PoolClosed("pool is closed", origin=self._origin)
         if self._loop.is_closed():
             why = "its event loop is closed (an asyncio.run() that made it has ended)"
         else:

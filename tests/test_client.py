@@ -1,88 +1,27 @@
 """AsyncClient and Client against real granian servers: routing, limits, bad input.
 
-One body, two drivers: each test runs against the asyncio client (on its own
-loop, through ``run``) and the blocking one.
+One body, two drivers (tests/clientdriver.py): each test runs against the
+asyncio client (on its own loop) and the blocking one.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 import warmline
+from tests.clientdriver import FLAVOURS
+from tests.clientdriver import ClientDriver as Driver
 from warmline._server.launch import Server, start_granian
-
-FLAVOURS = ["aio", "sync"]
 
 
 @pytest.fixture(scope="module")
 def second() -> Iterator[Server]:
     with start_granian() as server:
         yield server
-
-
-class Driver:
-    """Runs client calls of either flavour from a blocking test."""
-
-    def __init__(self, flavour: str, **options: Any) -> None:
-        self.flavour = flavour
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        if flavour == "sync":
-            self.client: Any = warmline.Client(**options)
-            self.client.start()
-        else:
-            self.client = self.run(self._make(options))
-
-    async def _make(self, options: dict[str, Any]) -> warmline.AsyncClient:
-        client = warmline.AsyncClient(**options)
-        await client.start()
-        return client
-
-    def run(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(20)
-
-    def get(self, url: str, **kw: Any) -> Any:
-        if self.flavour == "sync":
-            return self.client.get(url, **kw)
-
-        async def call() -> Any:  # on the client's loop: a new origin's pool is made there
-            return await self.client.get(url, **kw)
-
-        return self.run(call())
-
-    def many(self, urls: list[str]) -> list[Any]:
-        if self.flavour == "sync":
-            out: list[Any] = [None] * len(urls)
-
-            def one(i: int) -> None:
-                out[i] = self.client.get(urls[i])
-
-            threads = [threading.Thread(target=one, args=(i,)) for i in range(len(urls))]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(20)
-            return out
-
-        async def all_of_them() -> list[Any]:
-            return list(await asyncio.gather(*(self.client.get(u) for u in urls)))
-
-        return list(self.run(all_of_them()))
-
-    def close(self) -> None:
-        if self.flavour == "sync":
-            self.client.close()
-        else:
-            self.run(self.client.close())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
 
 
 @pytest.fixture(params=FLAVOURS)

@@ -126,6 +126,20 @@ CLIENTS: dict[str, ClientInfo] = {
             " new connection: an AtomicClientPool(connections=1) per request",
         ),
         ClientInfo(
+            "warmline-client",
+            "async",
+            "warmline",
+            "AsyncClient(limits=Limits(conc x origins, conc), warm={origin: conc}),"
+            " client.get(url) / client.post(url); new connection: keep_alive=False",
+        ),
+        ClientInfo(
+            "warmline-client-threads",
+            "sync",
+            "warmline",
+            "Client(limits=Limits(conc x origins, conc), warm={origin: conc}) shared by"
+            " the threads, client.get(url); new connection: keep_alive=False",
+        ),
+        ClientInfo(
             "raw-proto",
             "async",
             "asyncio",
@@ -543,6 +557,61 @@ def _warmline_threads(target: Target) -> tuple[list[SyncCall], SyncClose]:
     return [bind(p) for p in pools], close
 
 
+def _client_options(target: Target) -> dict[str, Any]:
+    """The AsyncClient / Client options of a case: every origin warm with ``conc``
+    connections (as the pools are), or lazy with keep-alive off for new
+    connections per request (the client's light path for a fresh connection)."""
+    import warmline
+
+    n = len(target.origins)
+    tls = next((target.tls_for(o) for o in target.origins if target.tls_for(o)), None)
+    options: dict[str, Any] = {
+        "limits": warmline.Limits(total=target.conc * n, per_host=target.conc),
+        "tls": tls,
+    }
+    if target.fresh:
+        options["keep_alive"] = False
+    else:
+        options["warm"] = {o: target.conc for o in target.origins}
+    return options
+
+
+async def _warmline_client(target: Target) -> tuple[list[AsyncCall], AsyncClose]:
+    import warmline
+
+    client = warmline.AsyncClient(**_client_options(target))
+    await client.start()
+
+    def bind(url: str) -> AsyncCall:
+        send = _sender(client, target, url)
+
+        async def call() -> Result:
+            r = await send()
+            return r.status, r.content
+
+        return call
+
+    return [bind(o + target.path) for o in target.origins], client.close
+
+
+def _warmline_client_threads(target: Target) -> tuple[list[SyncCall], SyncClose]:
+    import warmline
+
+    client = warmline.Client(**_client_options(target))
+    client.start()
+
+    def bind(url: str) -> SyncCall:
+        send = _sender(client, target, url)
+
+        def call() -> Result:
+            r = send()
+            return r.status, r.content
+
+        return call
+
+    return [bind(o + target.path) for o in target.origins], client.close
+
+
 # ---------------------------------------------------------------- async peers
 async def _aiohttp(target: Target) -> tuple[list[AsyncCall], AsyncClose]:
     import aiohttp
@@ -757,6 +826,7 @@ def _httpx_sync(target: Target) -> tuple[list[SyncCall], SyncClose]:
 
 _ASYNC: dict[str, Callable[[Target], Awaitable[tuple[list[AsyncCall], AsyncClose]]]] = {
     "warmline": _warmline,
+    "warmline-client": _warmline_client,
     "raw-proto": _raw_proto,
     "aiohttp": _aiohttp,
     "aiosonic": _aiosonic,
@@ -764,6 +834,7 @@ _ASYNC: dict[str, Callable[[Target], Awaitable[tuple[list[AsyncCall], AsyncClose
 }
 _SYNC: dict[str, Callable[[Target], tuple[list[SyncCall], SyncClose]]] = {
     "warmline-threads": _warmline_threads,
+    "warmline-client-threads": _warmline_client_threads,
     "raw-socket": _raw_socket,
     "urllib3": _urllib3,
     "requests": _requests,

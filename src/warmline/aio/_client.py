@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+import time
+from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any
 
 from warmline._policy import DEFAULT, TimeoutArg
-from warmline._pool._client import ClientBase
+from warmline._pool._client import ClientBase, Resilience, ResilienceStats
 from warmline._pool._verbs import ClientVerbs
 from warmline.aio._pool import ClientPool
-from warmline.errors import PoolError
+from warmline.errors import PoolError, WarmlineError
 from warmline.http11 import Response
 from warmline.http11._writer import ContentArg, HeadersArg, ParamsArg
+from warmline.resilience._hedge import Hedge
+from warmline.resilience._ratelimit import RateLimiter
 
 __all__ = ["AsyncClient"]
 
@@ -49,6 +52,26 @@ class AsyncClient(ClientBase[ClientPool], ClientVerbs[Coroutine[Any, Any, Respon
         user_agent: User-Agent header; None for warmline's.
         reconnect: Backoff of a warm origin's reconnects.
         max_body_size, max_head_size, max_headers: Response limits.
+        retry: A :class:`~warmline.resilience.Retry`: send a request again
+            after a retryable status or error, within its total timeout.
+            Off by default.
+        hedge: A :class:`~warmline.resilience.Hedge`: send an idempotent
+            request once more when it has no response after ``hedge.delay``;
+            the first response wins, the other attempt is cancelled (its
+            connection is abandoned and heals). Off by default.
+        rate_limit: A :class:`~warmline.resilience.RateLimiter` every request
+            takes from before each attempt (``await take(weight)``, bounded
+            by the time the request has left; RateLimited beyond).
+        rate_limits: ``{origin_url: RateLimiter}``: an origin's own limiter,
+            taken after the client-wide one. A 429 or 418 with
+            ``Retry-After`` pauses the origin's own limiter, else the
+            client-wide one, for every caller at once.
+        weight_of: ``(method, url) -> weight`` of a request in the limiters
+            (``url`` as given to the verb); 1 when None.
+
+    Counters of retries and hedges: :meth:`resilience_stats`. With none of
+    ``retry``, ``hedge``, ``rate_limit(s)`` set, a request goes straight to
+    its pool, as if they did not exist.
     """
 
     async def start(self) -> None:
@@ -91,9 +114,72 @@ class AsyncClient(ClientBase[ClientPool], ClientVerbs[Coroutine[Any, Any, Respon
         json: Any,
         timeout: TimeoutArg,
     ) -> Coroutine[Any, Any, Response]:
-        # Returns the pool's own coroutine: no frame of the client's per request.
-        pool, target = self._lookup(url)
-        return pool._call(method, target, params, headers, content, json, timeout, DEFAULT)
+        resilience = self._resilience
+        if resilience is None:
+            # Returns the pool's own coroutine: no frame of the client's per request.
+            pool, target = self._lookup(url)
+            return pool._call(method, target, params, headers, content, json, timeout, DEFAULT)
+        return self._resilient(resilience, method, url, params, headers, content, json, timeout)
+
+    async def _resilient(
+        self,
+        res: Resilience,
+        method: str,
+        url: str,
+        params: ParamsArg | None,
+        headers: HeadersArg | None,
+        content: ContentArg | None,
+        json: Any,
+        timeout: TimeoutArg,
+    ) -> Response:
+        """The attempt loop: take from the limiters, send (hedged), retry."""
+        key, pool, target = self._lookup_keyed(url)
+        loop = asyncio.get_running_loop()
+        deadline = res.deadline_after(timeout, loop.time())
+        limiters = res.limiters(key)
+        weight = res.weight(method, url) if limiters else 0.0
+        hedge = res.hedge if res.hedge is not None and res.hedge.hedges(method) else None
+        counters = res.counters(key)
+
+        def send() -> Coroutine[Any, Any, Response]:
+            # What is left of the request's total is each attempt's own
+            # timeout (hedges included): no attempt outlasts the request.
+            budget = timeout if deadline is None else _left(deadline, loop.time())
+            return pool._call(method, target, params, headers, content, json, budget, DEFAULT)
+
+        attempt = 0
+        while True:
+            attempt += 1
+            for limiter in limiters:
+                await limiter.take(weight, timeout=_left(deadline, loop.time()))
+            try:
+                if hedge is None:
+                    response = await send()
+                else:
+                    response = await _hedged(send, hedge, limiters, weight, counters)
+            except WarmlineError as exc:
+                left = None if deadline is None else deadline - loop.time()
+                wait = res.after_error(attempt, method, exc, time.time(), left)
+                if wait is None:
+                    raise
+            else:
+                if response.status not in res.watched:  # the cheap guard
+                    return response
+                left = None if deadline is None else deadline - loop.time()
+                wait = res.after_response(key, attempt, method, response, time.time(), left)
+                if wait is None:
+                    return response
+            counters.retries += 1
+            await asyncio.sleep(wait)
+
+    def resilience_stats(self) -> dict[str, ResilienceStats]:
+        """Per origin: ``retries``, ``hedges_sent``, ``hedges_won`` (a copy).
+
+        Example:
+            >>> client.resilience_stats()["https://api.exchange.example:443"].retries
+            0
+        """
+        return super().resilience_stats()
 
     async def close(self) -> None:
         """Close every pool; requests in flight end with PoolClosed."""
@@ -109,3 +195,76 @@ class AsyncClient(ClientBase[ClientPool], ClientVerbs[Coroutine[Any, Any, Respon
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
+
+
+def _left(deadline: float | None, now: float) -> float | None:
+    return None if deadline is None else max(0.0, deadline - now)
+
+
+def _consume(task: asyncio.Task[Response]) -> None:
+    # A loser's error is expected; reading it keeps asyncio from logging
+    # "Task exception was never retrieved".
+    if not task.cancelled():
+        task.exception()
+
+
+async def _hedged(
+    send: Callable[[], Coroutine[Any, Any, Response]],
+    hedge: Hedge,
+    limiters: tuple[RateLimiter, ...],
+    weight: float,
+    counters: ResilienceStats,
+) -> Response:
+    """One attempt, hedged: the first response of up to ``1 + max_extra`` tasks.
+
+    A hedge goes out ``hedge.delay`` after the previous one while none has
+    answered and every limiter grants its weight at once. An attempt's error
+    ends the request only when no other attempt is still running; the first
+    error is raised then. Losers are cancelled: the pool abandons their
+    connections (state unknown), which heal in the background. When the
+    caller is cancelled, every attempt is cancelled and awaited, so no task
+    outlives the request.
+    """
+    loop = asyncio.get_running_loop()
+    tasks = [loop.create_task(send())]
+    tasks[0].add_done_callback(_consume)
+    pending: set[asyncio.Task[Response]] = {tasks[0]}
+    error: BaseException | None = None
+    can_hedge = True
+    try:
+        while True:
+            wait_for = hedge.delay if can_hedge else None
+            done, pending = await asyncio.wait(
+                pending, timeout=wait_for, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in tasks:
+                if task not in done:
+                    continue
+                exc = task.exception()
+                if exc is None:
+                    if task is not tasks[0]:
+                        counters.hedges_won += 1
+                    return task.result()
+                error = error or exc
+            if not pending:
+                assert error is not None
+                raise error
+            if not done and can_hedge:
+                if all(limiter.try_take(weight) for limiter in limiters):
+                    task = loop.create_task(send())
+                    task.add_done_callback(_consume)
+                    tasks.append(task)
+                    pending.add(task)
+                    counters.hedges_sent += 1
+                can_hedge = len(tasks) <= hedge.max_extra and bool(pending)
+    except BaseException:
+        live = [t for t in tasks if not t.done()]
+        for t in live:
+            t.cancel()
+        if live:
+            await asyncio.wait(live)
+        raise
+    finally:
+        for t in tasks:
+            if not t.done():
+                t.cancel()

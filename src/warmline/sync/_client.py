@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from types import TracebackType
 from typing import Any
 
 from warmline._policy import DEFAULT, TimeoutArg
-from warmline._pool._client import ClientBase
+from warmline._pool._client import ClientBase, Resilience, ResilienceStats
 from warmline._pool._verbs import ClientVerbs
+from warmline.errors import PoolClosed, WarmlineError
 from warmline.http11 import Response
 from warmline.http11._writer import ContentArg, HeadersArg, ParamsArg
+from warmline.resilience._hedge import Hedge
+from warmline.resilience._ratelimit import RateLimiter
 from warmline.sync._pool import AtomicClientPool
 
 __all__ = ["Client"]
@@ -76,14 +81,92 @@ class Client(ClientBase[AtomicClientPool], ClientVerbs[Response]):
         json: Any,
         timeout: TimeoutArg,
     ) -> Response:
-        pool, target = self._lookup(url)
-        return pool._call(method, target, params, headers, content, json, timeout, DEFAULT)
+        resilience = self._resilience
+        if resilience is None:
+            pool, target = self._lookup(url)
+            return pool._call(method, target, params, headers, content, json, timeout, DEFAULT)
+        return self._resilient(resilience, method, url, params, headers, content, json, timeout)
+
+    def _resilient(
+        self,
+        res: Resilience,
+        method: str,
+        url: str,
+        params: ParamsArg | None,
+        headers: HeadersArg | None,
+        content: ContentArg | None,
+        json: Any,
+        timeout: TimeoutArg,
+    ) -> Response:
+        """The attempt loop: take from the limiters, send (hedged), retry."""
+        key, pool, target = self._lookup_keyed(url)
+        clock = time.monotonic
+        deadline = res.deadline_after(timeout, clock())
+        limiters = res.limiters(key)
+        weight = res.weight(method, url) if limiters else 0.0
+        hedge = res.hedge if res.hedge is not None and res.hedge.hedges(method) else None
+        counters = res.counters(key)
+
+        def send() -> Response:
+            # What is left of the request's total is each attempt's own
+            # timeout (hedges included): no attempt outlasts the request.
+            budget = timeout if deadline is None else _left(deadline, clock())
+            return pool._call(method, target, params, headers, content, json, budget, DEFAULT)
+
+        attempt = 0
+        while True:
+            attempt += 1
+            for limiter in limiters:
+                limiter.take_sync(weight, timeout=_left(deadline, clock()))
+            try:
+                if hedge is None:
+                    response = send()
+                else:
+                    executor = self._hedge_executor(hedge)
+                    response = _hedged(executor, send, hedge, limiters, weight, counters)
+            except WarmlineError as exc:
+                left = None if deadline is None else deadline - clock()
+                pause = res.after_error(attempt, method, exc, time.time(), left)
+                if pause is None:
+                    raise
+            else:
+                if response.status not in res.watched:  # the cheap guard
+                    return response
+                left = None if deadline is None else deadline - clock()
+                pause = res.after_response(key, attempt, method, response, time.time(), left)
+                if pause is None:
+                    return response
+            counters.retries += 1
+            time.sleep(pause)
+
+    def _hedge_executor(self, hedge: Hedge) -> ThreadPoolExecutor:
+        executor: ThreadPoolExecutor | None = self.__dict__.get("_executor")
+        if executor is None:
+            with self._lock:
+                if self._closed:
+                    raise PoolClosed("client is closed")
+                executor = self.__dict__.get("_executor")
+                if executor is None:
+                    workers = self._settings.limits.total * (1 + hedge.max_extra)
+                    executor = ThreadPoolExecutor(workers, thread_name_prefix="warmline-hedge")
+                    self.__dict__["_executor"] = executor
+        return executor
+
+    def resilience_stats(self) -> dict[str, ResilienceStats]:
+        """Per origin: ``retries``, ``hedges_sent``, ``hedges_won`` (a copy)."""
+        return super().resilience_stats()
 
     def close(self) -> None:
         """Close every pool; requests in flight end with PoolClosed."""
         self._closed = True
         for pool in list(self._pools.values()):
             pool.close()
+        with self._lock:
+            executor: ThreadPoolExecutor | None = self.__dict__.pop("_executor", None)
+        if executor is not None:
+            # Attempts still running end with PoolClosed now that the pools
+            # are closed; nobody waits for their results.
+            executor.shutdown(wait=False, cancel_futures=True)
 
     def __enter__(self) -> Client:
         self.start()
@@ -93,3 +176,54 @@ class Client(ClientBase[AtomicClientPool], ClientVerbs[Response]):
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _left(deadline: float | None, now: float) -> float | None:
+    return None if deadline is None else max(0.0, deadline - now)
+
+
+def _hedged(
+    executor: ThreadPoolExecutor,
+    send: Callable[[], Response],
+    hedge: Hedge,
+    limiters: tuple[RateLimiter, ...],
+    weight: float,
+    counters: ResilienceStats,
+) -> Response:
+    """One attempt, hedged: the first response of up to ``1 + max_extra`` threads.
+
+    The same rules as the asyncio client's; a loser is not interrupted (a
+    blocking read cannot be), only its result is dropped, and a hedge not
+    yet started is cancelled.
+    """
+    futures = [executor.submit(send)]
+    pending: set[Future[Response]] = {futures[0]}
+    error: BaseException | None = None
+    can_hedge = True
+    try:
+        while True:
+            done, pending = wait(
+                pending, timeout=hedge.delay if can_hedge else None, return_when=FIRST_COMPLETED
+            )
+            for future in futures:
+                if future not in done:
+                    continue
+                exc = future.exception()
+                if exc is None:
+                    if future is not futures[0]:
+                        counters.hedges_won += 1
+                    return future.result()
+                error = error or exc
+            if not pending:
+                assert error is not None
+                raise error
+            if not done and can_hedge:
+                if all(limiter.try_take(weight) for limiter in limiters):
+                    future = executor.submit(send)
+                    futures.append(future)
+                    pending.add(future)
+                    counters.hedges_sent += 1
+                can_hedge = len(futures) <= hedge.max_extra
+    finally:
+        for future in futures:
+            future.cancel()  # only one not started yet stops; the others run out

@@ -27,7 +27,14 @@ from warmline.resilience._ratelimit import RateLimiter
 from warmline.resilience._retry import Retry
 from warmline.resilience._stats import ResilienceStats
 
-__all__ = ["ClientBase", "ClientSettings", "Resilience", "ResilienceStats", "WeightOf"]
+__all__ = [
+    "ClientBase",
+    "ClientSettings",
+    "OriginState",
+    "Resilience",
+    "ResilienceStats",
+    "WeightOf",
+]
 
 WeightOf = Callable[[str, str], float]
 
@@ -52,10 +59,11 @@ class Resilience:
     Attributes:
         retry: The retry policy, or None.
         hedge: The hedge policy, or None.
+        total: The client's total timeout per request (seconds), or None.
         watched: Statuses worth a closer look (retry or limiter pause).
     """
 
-    __slots__ = ("_limiters", "_stats", "_total", "_weight_of", "hedge", "retry", "watched")
+    __slots__ = ("_limiters", "_origins", "_weight_of", "hedge", "retry", "total", "watched")
 
     def __init__(
         self,
@@ -77,39 +85,35 @@ class Resilience:
         self.retry = retry
         self.hedge = hedge
         self._weight_of = weight_of
-        self._total = total
+        self.total = total
         self._limiters = _limiters_by_origin(rate_limit, rate_limits)
         statuses = retry.statuses if retry is not None else frozenset()
         self.watched = statuses | _PAUSE_STATUSES if self._limiters else statuses
-        self._stats: dict[str, ResilienceStats] = {}
+        self._origins: dict[str, OriginState] = {}
 
     def deadline_after(self, timeout: object, now: float) -> float | None:
         """The request's deadline on the shell's clock; None when it has no total timeout."""
-        total = self._total if timeout is DEFAULT else check_timeout(timeout, "timeout")
+        total = self.total if timeout is DEFAULT else check_timeout(timeout, "timeout")
         return None if total is None else now + total
 
-    def limiters(self, key: str) -> tuple[RateLimiter, ...]:
-        """The limiters a request to origin ``key`` takes from: client-wide, then its own."""
-        found = self._limiters.get(key)
-        if found is None:
-            found = self._limiters.get("", ())
-        return found
+    def route(self, key: str) -> OriginState:
+        """Origin ``key``'s limiters and counters (made on first use)."""
+        state = self._origins.get(key)
+        if state is None:
+            limiters = self._limiters.get(key)
+            if limiters is None:
+                limiters = self._limiters.get("", ())
+            state = self._origins.setdefault(key, OriginState(limiters))
+        return state
 
     def weight(self, method: str, url: str) -> float:
         """A request's weight in its limiters (``weight_of``, else 1)."""
         weight_of = self._weight_of
         return 1.0 if weight_of is None else weight_of(method, url)
 
-    def counters(self, key: str) -> ResilienceStats:
-        """The live counters of origin ``key``."""
-        stats = self._stats.get(key)
-        if stats is None:
-            stats = self._stats.setdefault(key, ResilienceStats())
-        return stats
-
     def after_response(
         self,
-        key: str,
+        state: OriginState,
         attempt: int,
         method: str,
         response: Response,
@@ -120,7 +124,7 @@ class Resilience:
         or None to return it. A 429 or 418 with ``Retry-After`` pauses the
         origin's limiter first (its own one, else the client-wide one)."""
         headers_get = response.headers.get
-        limiters = self.limiters(key)
+        limiters = state.limiters
         if limiters:
             limiters[-1].on_response(response.status, headers_get, now_epoch=now_epoch)
         if self.retry is None:
@@ -148,7 +152,27 @@ class Resilience:
 
     def snapshot(self, keys: list[str]) -> dict[str, ResilienceStats]:
         """A copy of the counters of each origin in ``keys`` (zeros when none)."""
-        return {k: dataclasses.replace(self._stats.get(k) or ResilienceStats()) for k in keys}
+        origins = self._origins
+        return {
+            k: dataclasses.replace(origins[k].stats) if k in origins else ResilienceStats()
+            for k in keys
+        }
+
+
+class OriginState:
+    """What the attempt loop needs of one origin, looked up once per request.
+
+    Attributes:
+        limiters: Taken before each attempt: the client-wide one, then the
+            origin's own; the last one is paused by a 429 or 418.
+        stats: This origin's live counters.
+    """
+
+    __slots__ = ("limiters", "stats")
+
+    def __init__(self, limiters: tuple[RateLimiter, ...]) -> None:
+        self.limiters = limiters
+        self.stats = ResilienceStats()
 
 
 def _limiters_by_origin(

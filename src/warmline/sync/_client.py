@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from types import TracebackType
 from typing import Any
 
 from warmline._policy import DEFAULT, TimeoutArg
-from warmline._pool._client import ClientBase, Resilience, ResilienceStats
+from warmline._pool._client import ClientBase, OriginState, Resilience, ResilienceStats
 from warmline._pool._verbs import ClientVerbs
 from warmline.errors import PoolClosed, WarmlineError
 from warmline.http11 import Response
 from warmline.http11._writer import ContentArg, HeadersArg, ParamsArg
 from warmline.resilience._hedge import Hedge
-from warmline.resilience._ratelimit import RateLimiter
 from warmline.sync._pool import AtomicClientPool
 
 __all__ = ["Client"]
@@ -100,30 +98,35 @@ class Client(ClientBase[AtomicClientPool], ClientVerbs[Response]):
     ) -> Response:
         """The attempt loop: take from the limiters, send (hedged), retry."""
         key, pool, target = self._lookup_keyed(url)
+        state = res.route(key)
         clock = time.monotonic
-        deadline = res.deadline_after(timeout, clock())
-        limiters = res.limiters(key)
+        if timeout is DEFAULT and res.total is None:
+            deadline = None
+        else:
+            deadline = res.deadline_after(timeout, clock())
+        limiters = state.limiters
         weight = res.weight(method, url) if limiters else 0.0
-        hedge = res.hedge if res.hedge is not None and res.hedge.hedges(method) else None
-        counters = res.counters(key)
-
-        def send() -> Response:
-            # What is left of the request's total is each attempt's own
-            # timeout (hedges included): no attempt outlasts the request.
-            budget = timeout if deadline is None else _left(deadline, clock())
-            return pool._call(method, target, params, headers, content, json, budget, DEFAULT)
-
+        hedge = res.hedge
+        if hedge is not None and method not in hedge.methods:
+            hedge = None
         attempt = 0
         while True:
             attempt += 1
             for limiter in limiters:
-                limiter.take_sync(weight, timeout=_left(deadline, clock()))
+                if not limiter.try_take(weight):  # cheaper when budget is there
+                    limiter.take_sync(weight, timeout=_left(deadline, clock()))
+            # What is left of the request's total is each attempt's own
+            # timeout: retries and their waits never outlast the request.
+            budget = timeout if deadline is None else _left(deadline, clock())
             try:
                 if hedge is None:
-                    response = send()
+                    response = pool._call(
+                        method, target, params, headers, content, json, budget, DEFAULT
+                    )
                 else:
+                    call: Call = (method, target, params, headers, content, json)
                     executor = self._hedge_executor(hedge)
-                    response = _hedged(executor, send, hedge, limiters, weight, counters)
+                    response = _hedged(executor, pool, call, budget, deadline, hedge, state, weight)
             except WarmlineError as exc:
                 left = None if deadline is None else deadline - clock()
                 pause = res.after_error(attempt, method, exc, time.time(), left)
@@ -133,10 +136,10 @@ class Client(ClientBase[AtomicClientPool], ClientVerbs[Response]):
                 if response.status not in res.watched:  # the cheap guard
                     return response
                 left = None if deadline is None else deadline - clock()
-                pause = res.after_response(key, attempt, method, response, time.time(), left)
+                pause = res.after_response(state, attempt, method, response, time.time(), left)
                 if pause is None:
                     return response
-            counters.retries += 1
+            state.stats.retries += 1
             time.sleep(pause)
 
     def _hedge_executor(self, hedge: Hedge) -> ThreadPoolExecutor:
@@ -182,13 +185,18 @@ def _left(deadline: float | None, now: float) -> float | None:
     return None if deadline is None else max(0.0, deadline - now)
 
 
+Call = tuple[str, str, ParamsArg | None, HeadersArg | None, ContentArg | None, Any]
+
+
 def _hedged(
     executor: ThreadPoolExecutor,
-    send: Callable[[], Response],
+    pool: AtomicClientPool,
+    call: Call,
+    budget: TimeoutArg,
+    deadline: float | None,
     hedge: Hedge,
-    limiters: tuple[RateLimiter, ...],
+    state: OriginState,
     weight: float,
-    counters: ResilienceStats,
 ) -> Response:
     """One attempt, hedged: the first response of up to ``1 + max_extra`` threads.
 
@@ -196,7 +204,19 @@ def _hedged(
     blocking read cannot be), only its result is dropped, and a hedge not
     yet started is cancelled.
     """
-    futures = [executor.submit(send)]
+    counters = state.stats
+
+    def send() -> Response:
+        timeout = budget if deadline is None else _left(deadline, time.monotonic())
+        return pool._call(*call, timeout, DEFAULT)
+
+    def launch() -> Future[Response]:
+        try:
+            return executor.submit(send)
+        except RuntimeError:  # shut down by close() in another thread
+            raise PoolClosed("client is closed") from None
+
+    futures = [launch()]
     pending: set[Future[Response]] = {futures[0]}
     error: BaseException | None = None
     can_hedge = True
@@ -218,8 +238,8 @@ def _hedged(
                 assert error is not None
                 raise error
             if not done and can_hedge:
-                if all(limiter.try_take(weight) for limiter in limiters):
-                    future = executor.submit(send)
+                if all(limiter.try_take(weight) for limiter in state.limiters):
+                    future = launch()
                     futures.append(future)
                     pending.add(future)
                     counters.hedges_sent += 1

@@ -135,12 +135,6 @@ def test_a_permit_freed_by_one_origin_serves_a_waiter_of_another(
         assert server.max_open == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10 bug: an idle keep-alive connection of origin A is not closed for a "
-    "waiter of origin B at the total limit; Admission only redispatches on a closed "
-    "connection (give), so B waits out Timeouts.pool",
-)
 @pytest.mark.timeout(20)
 def test_an_origin_waiting_at_the_total_gets_the_idle_connection_of_another(
     flavour: Flavour, server: CountServer
@@ -241,7 +235,6 @@ _OPENING_LEAK = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason=_OPENING_LEAK)
 @pytest.mark.timeout(20)
 def test_a_waiter_cancelled_as_it_is_served_gives_its_permit_back(server: CountServer) -> None:
     url = server.urls[0]
@@ -269,7 +262,6 @@ def test_a_waiter_cancelled_as_it_is_served_gives_its_permit_back(server: CountS
         assert wait_for(lambda: d.permits == server.open)
 
 
-@pytest.mark.xfail(strict=True, reason=_OPENING_LEAK)
 @pytest.mark.timeout(40)
 def test_a_cancellation_storm_loses_no_permit(server: CountServer) -> None:
     port, holes = blackhole_listener()
@@ -315,12 +307,6 @@ def test_a_cancellation_storm_loses_no_permit(server: CountServer) -> None:
 
 
 # -- the thread client's pools ------------------------------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10 bug: ClientBase._lookup is not locked; in Client (threads), concurrent "
-    "first requests to a new origin each build a pool and all but the last are orphaned, "
-    "so that origin gets more than per_host connections (and stats lose their requests)",
-)
 @pytest.mark.timeout(30)
 def test_concurrent_first_requests_to_an_origin_share_one_pool(server: CountServer) -> None:
     origin = server.urls[0]

@@ -36,6 +36,7 @@ from warmline.errors import (
 )
 from warmline.http11 import Headers, RequestWriter, Response, ResponseReader
 from warmline.objpool import LocalPool, Pooled, SyncPool
+from warmline.resilience import Hedge, LastGood, RateLimiter, Retry
 from warmline.sync import AtomicClientPool, AtomicClientSlot
 from warmline.sync._client import Client
 
@@ -65,6 +66,11 @@ __all__ = [
     "RequestWriter",
     "Response",
     "ResponseReader",
+    # resilience and latency tools
+    "Hedge",
+    "LastGood",
+    "RateLimiter",
+    "Retry",
     # object pools
     "LocalPool",
     "Pooled",

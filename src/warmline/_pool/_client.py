@@ -9,24 +9,40 @@ create, look up and close pools. Sans-I/O like the rest of ``_pool``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Generic, TypedDict, TypeVar
 
 from warmline._config import PoolConfig, choose_proxy
-from warmline._policy import Backoff, KeepWarm, Limits, Origin, PoolStats, Timeouts
-from warmline._pool._core import Admission
+from warmline._policy import DEFAULT, Backoff, KeepWarm, Limits, Origin, PoolStats, Timeouts
+from warmline._pool._core import Admission, check_timeout
 from warmline._sockopts import LocalAddress
 from warmline.connectors import ProxyArg, as_proxy, proxy_for
 from warmline.errors import InvalidRequest, PoolClosed
 from warmline.http11 import DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_HEAD_SIZE, DEFAULT_MAX_HEADERS
+from warmline.http11._response import Response
 from warmline.http11._writer import HeadersArg
+from warmline.resilience._hedge import Hedge
+from warmline.resilience._ratelimit import RateLimiter
+from warmline.resilience._retry import Retry
+from warmline.resilience._stats import ResilienceStats
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["ClientBase", "ClientOptions", "ClientSettings"]
+__all__ = [
+    "ClientBase",
+    "ClientOptions",
+    "ClientSettings",
+    "OriginState",
+    "Resilience",
+    "ResilienceStats",
+    "WeightOf",
+]
+
+WeightOf = Callable[[str, str], float]
 
 # The variables trust_env reads (either case); copied once per client.
 _PROXY_VARIABLES: Final = frozenset({"http_proxy", "https_proxy", "all_proxy", "no_proxy"})
@@ -34,6 +50,153 @@ _PROXY_VARIABLES: Final = frozenset({"http_proxy", "https_proxy", "all_proxy", "
 # Routing results kept per URL prefix ("scheme://netloc"); cleared when full,
 # so a client fed endless distinct hosts stays bounded.
 _ROUTE_CACHE_SIZE: Final = 1024
+
+
+# Statuses that make a limiter pause (RateLimiter.on_response): a response
+# with one of these, or a status the retry policy lists, leaves the fast path.
+_PAUSE_STATUSES: Final = frozenset({418, 429})
+
+
+class Resilience:
+    """A client's retry, hedge and rate-limit options, and their counters.
+
+    Sans-I/O: the shells run the attempt loop (the order is in the package
+    docstring of :mod:`warmline.resilience`) and ask this object what to do
+    after each attempt. It exists only when at least one option is set, so a
+    client without them keeps its direct path to the pool.
+
+    Attributes:
+        retry: The retry policy, or None.
+        hedge: The hedge policy, or None.
+        total: The client's total timeout per request (seconds), or None.
+        watched: Statuses worth a closer look (retry or limiter pause).
+    """
+
+    __slots__ = ("_limiters", "_origins", "_weight_of", "hedge", "retry", "total", "watched")
+
+    def __init__(
+        self,
+        retry: Retry | None,
+        hedge: Hedge | None,
+        rate_limit: RateLimiter | None,
+        rate_limits: Mapping[str, RateLimiter] | None,
+        weight_of: WeightOf | None,
+        total: float | None,
+    ) -> None:
+        if retry is not None and not isinstance(retry, Retry):
+            raise TypeError(f"retry must be a warmline.Retry or None, got {retry!r}")
+        if hedge is not None and not isinstance(hedge, Hedge):
+            raise TypeError(f"hedge must be a warmline.Hedge or None, got {hedge!r}")
+        if weight_of is not None and not callable(weight_of):
+            raise TypeError(
+                f"weight_of must be a callable (method, url) -> float, got {weight_of!r}"
+            )
+        self.retry = retry
+        self.hedge = hedge
+        self._weight_of = weight_of
+        self.total = total
+        self._limiters = _limiters_by_origin(rate_limit, rate_limits)
+        statuses = retry.statuses if retry is not None else frozenset()
+        self.watched = statuses | _PAUSE_STATUSES if self._limiters else statuses
+        self._origins: dict[str, OriginState] = {}
+
+    def deadline_after(self, timeout: object, now: float) -> float | None:
+        """The request's deadline on the shell's clock; None when it has no total timeout."""
+        total = self.total if timeout is DEFAULT else check_timeout(timeout, "timeout")
+        return None if total is None else now + total
+
+    def route(self, key: str) -> OriginState:
+        """Origin ``key``'s limiters and counters (made on first use)."""
+        state = self._origins.get(key)
+        if state is None:
+            limiters = self._limiters.get(key)
+            if limiters is None:
+                limiters = self._limiters.get("", ())
+            state = self._origins.setdefault(key, OriginState(limiters))
+        return state
+
+    def weight(self, method: str, url: str) -> float:
+        """A request's weight in its limiters (``weight_of``, else 1)."""
+        weight_of = self._weight_of
+        return 1.0 if weight_of is None else weight_of(method, url)
+
+    def after_response(
+        self,
+        state: OriginState,
+        attempt: int,
+        method: str,
+        response: Response,
+        now_epoch: float,
+        time_left: float | None,
+    ) -> float | None:
+        """Seconds to wait before retrying a response whose status is ``watched``,
+        or None to return it. A 429 or 418 with ``Retry-After`` pauses the
+        origin's limiter first (its own one, else the client-wide one)."""
+        headers_get = response.headers.get
+        limiters = state.limiters
+        if limiters:
+            limiters[-1].on_response(response.status, headers_get, now_epoch=now_epoch)
+        if self.retry is None:
+            return None
+        return self.retry.decide(
+            attempt,
+            method,
+            status=response.status,
+            headers_get=headers_get,
+            now_epoch=now_epoch,
+            time_left=time_left,
+        )
+
+    def after_error(
+        self, attempt: int, method: str, error: BaseException, now_epoch: float, left: float | None
+    ) -> float | None:
+        """Seconds to wait before retrying after ``error``, or None to raise it."""
+        if self.retry is None:
+            return None
+        # Every body a client accepts (bytes, str, JSON) is held in memory and
+        # can be sent again; a streamed upload would pass False here.
+        return self.retry.decide(
+            attempt, method, error=error, replayable_body=True, now_epoch=now_epoch, time_left=left
+        )
+
+    def snapshot(self, keys: list[str]) -> dict[str, ResilienceStats]:
+        """A copy of the counters of each origin in ``keys`` (zeros when none)."""
+        origins = self._origins
+        return {
+            k: dataclasses.replace(origins[k].stats) if k in origins else ResilienceStats()
+            for k in keys
+        }
+
+
+class OriginState:
+    """What the attempt loop needs of one origin, looked up once per request.
+
+    Attributes:
+        limiters: Taken before each attempt: the client-wide one, then the
+            origin's own; the last one is paused by a 429 or 418.
+        stats: This origin's live counters.
+    """
+
+    __slots__ = ("limiters", "stats")
+
+    def __init__(self, limiters: tuple[RateLimiter, ...]) -> None:
+        self.limiters = limiters
+        self.stats = ResilienceStats()
+
+
+def _limiters_by_origin(
+    rate_limit: RateLimiter | None, rate_limits: Mapping[str, RateLimiter] | None
+) -> dict[str, tuple[RateLimiter, ...]]:
+    """``{pool key: limiters}``; the key ``""`` holds the client-wide one alone."""
+    if rate_limit is not None and not isinstance(rate_limit, RateLimiter):
+        raise TypeError(f"rate_limit must be a warmline.RateLimiter or None, got {rate_limit!r}")
+    shared: tuple[RateLimiter, ...] = () if rate_limit is None else (rate_limit,)
+    found: dict[str, tuple[RateLimiter, ...]] = {"": shared} if shared else {}
+    for url, limiter in (rate_limits or {}).items():
+        if not isinstance(limiter, RateLimiter):
+            raise TypeError(f"rate_limits[{url!r}] must be a warmline.RateLimiter, got {limiter!r}")
+        found[str(Origin.parse(url))] = (*shared, limiter)
+    return found
 
 
 class ClientSettings:
@@ -62,6 +225,11 @@ class ClientSettings:
         max_headers: int = DEFAULT_MAX_HEADERS,
         proxy: ProxyArg = None,
         trust_env: bool = False,
+        retry: Retry | None = None,
+        hedge: Hedge | None = None,
+        rate_limit: RateLimiter | None = None,
+        rate_limits: Mapping[str, RateLimiter] | None = None,
+        weight_of: WeightOf | None = None,
     ) -> None:
         self.limits = limits if limits is not None else Limits()
         if not isinstance(self.limits, Limits):
@@ -108,6 +276,11 @@ class ClientSettings:
         # Fail now, not at the first request: build one config.
         self.config("http://127.0.0.1", connections=1, lazy=True, dry_run=True)
         self._routes: dict[str, str] = {}
+        self.resilience: Resilience | None = None
+        if retry is not None or hedge is not None or rate_limit is not None or rate_limits:
+            self.resilience = Resilience(
+                retry, hedge, rate_limit, rate_limits, weight_of, timeout.total
+            )
 
     @staticmethod
     def _base(base_url: str | None) -> str | None:
@@ -199,6 +372,11 @@ class ClientOptions(TypedDict, total=False):
     max_headers: int
     proxy: ProxyArg
     trust_env: bool
+    retry: Retry | None
+    hedge: Hedge | None
+    rate_limit: RateLimiter | None
+    rate_limits: Mapping[str, RateLimiter] | None
+    weight_of: WeightOf | None
 
 
 class ClientBase(Generic[P]):
@@ -206,21 +384,35 @@ class ClientBase(Generic[P]):
 
     def __init__(self, **options: Unpack[ClientOptions]) -> None:
         self._settings = ClientSettings(**options)
+        self._resilience = self._settings.resilience
         self._pools: dict[str, P] = {}
         self._closed = False
 
     def _new_pool(self, key: str, prefix: str) -> P:
         raise NotImplementedError
 
+    def _create(self, key: str, prefix: str) -> P:
+        """A new origin's pool, made and registered (the thread client locks this)."""
+        if self._closed:
+            raise PoolClosed("client is closed", origin=key)
+        pool = self._new_pool(key, prefix)
+        self._pools[key] = pool
+        return pool
+
     def _lookup(self, url: str) -> tuple[P, str]:
         key, prefix, target = self._settings.route(url)
         pool = self._pools.get(key)
         if pool is None:
-            if self._closed:
-                raise PoolClosed("client is closed", origin=key)
-            pool = self._new_pool(key, prefix)
-            self._pools[key] = pool
+            pool = self._create(key, prefix)
         return pool, target
+
+    def _lookup_keyed(self, url: str) -> tuple[str, P, str]:
+        """``_lookup`` that also gives the pool key (the resilient path's)."""
+        key, prefix, target = self._settings.route(url)
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = self._create(key, prefix)
+        return key, pool, target
 
     def pool(self, origin_url: str) -> P:
         """That origin's pool (created on first use: lazy unless in ``warm``).
@@ -234,6 +426,18 @@ class ClientBase(Generic[P]):
         """Per origin (``scheme://host:port``): its pool's stats
         (``acquire_waits`` counts requests that waited under the limits)."""
         return {key: pool.stats() for key, pool in self._pools.items()}  # type: ignore[attr-defined]
+
+    def resilience_stats(self) -> dict[str, ResilienceStats]:
+        """Per origin, what ``retry`` and ``hedge`` did (a copy; zeros when off).
+
+        Kept apart from :meth:`stats`, whose values are the pools' own
+        ``PoolStats``: a pool counts the attempts it served, the client
+        counts which of them were retries and hedges.
+        """
+        keys = list(self._pools)
+        if self._resilience is None:
+            return {k: ResilienceStats() for k in keys}
+        return self._resilience.snapshot(keys)
 
     @property
     def closed(self) -> bool:

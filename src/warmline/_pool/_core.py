@@ -146,11 +146,37 @@ class Admission:
     def give(self, plan: Plan[Any]) -> None:
         """A connection closed: its permit goes to the pool that waited longest."""
         self.open -= 1
+        self._hand_over(plan)
+
+    def wait(self, core: PoolCore[Any]) -> None:
+        """``core`` has waiters and found no permit: queue it (once)."""
+        if core not in self.waiting:
+            self.waiting[core] = None
+            if len(self.waiting) == 1:
+                self._set_fast()
+
+    def rebalance(self, plan: Plan[Any]) -> None:
+        """A connection went idle while pools wait for a permit: close the
+        least recently used idle one for the pool that waited longest."""
+        if self.waiting and self._evict_for(next(iter(self.waiting)), plan):
+            self._hand_over(plan)
+
+    def _hand_over(self, plan: Plan[Any]) -> None:
         while self.waiting:
             core, _ = self.waiting.popitem(last=False)
             if core.waiters and core.empty and not core.closed:
                 plan.redispatch.append(core)
-                return
+                break
+        if not self.waiting:
+            self._set_fast()
+
+    def _set_fast(self) -> None:
+        # While any pool waits for a permit, every release must take the slow
+        # path (to see whether its connection should go to that pool); the
+        # hot path stays as cheap as a lone pool's the rest of the time.
+        waiting = bool(self.waiting)
+        for core in self.cores:
+            core.fast = core.always_fast and not waiting
 
     def _evict_for(self, core: PoolCore[Any], plan: Plan[Any]) -> bool:
         # O(pools): the least recently used ready slot sits at the bottom of
@@ -212,7 +238,8 @@ class PoolCore(Generic[C]):
         self.ages = idle_timeout is not None or max_lifetime is not None
         # Whether a usable slot may go back without the slow path (no age
         # rule, connections are reused): the shells test this on release.
-        self.fast = not self.ages and keep_alive and keep_warm is None
+        self.always_fast = not self.ages and keep_alive and keep_warm is None
+        self.fast = self.always_fast
         self.keep_alive = keep_alive
         self.keep_warm = keep_warm
         self.lazy = lazy
@@ -250,7 +277,7 @@ class PoolCore(Generic[C]):
         admission = self.admission
         if admission is None or admission.take(self, plan):
             return True
-        admission.waiting[self] = None
+        admission.wait(self)
         return False
 
     def _unpermit(self, plan: Plan[C]) -> None:
@@ -319,6 +346,8 @@ class PoolCore(Generic[C]):
             slot.state = READY
             self.ready.append(slot)
             self.dispatch(plan)
+            if self.admission is not None and self.admission.waiting:
+                self.admission.rebalance(plan)
 
     def discard(self, slot: Slot[C], now: float, plan: Plan[C]) -> None:
         """A slot just popped turned out unusable (dead, stale or aged)."""

@@ -1,10 +1,17 @@
-"""Resilience tools: a retry policy, a shared rate limiter and last-good fallback.
+"""Resilience tools: retry, hedged requests, a shared rate limiter, last-good fallback.
 
 - :class:`Retry`: when to repeat a failed request (sans-I/O; the pools and
   clients ask :meth:`Retry.decide` after each attempt).
 - :class:`RateLimiter`: a weighted GCRA shared by coroutines and threads;
   ``try_take`` never waits, ``await take`` / ``take_sync`` wait in FIFO order.
+- :class:`Hedge`: when to send an idempotent request again while the first
+  is still out (sans-I/O; the clients run the attempts).
 - :class:`LastGood`: per key, the last good value served stale on error.
+
+The clients (``AsyncClient``, ``Client``) take ``retry=``, ``hedge=``,
+``rate_limit=`` (client-wide), ``rate_limits={origin_url: limiter}`` and
+``weight_of=``, and count retries and hedges per origin in
+``client.resilience_stats()`` (:class:`ResilienceStats`).
 
 How a pool or client shell drives them (one attempt loop per request)::
 
@@ -40,17 +47,21 @@ How a pool or client shell drives them (one attempt loop per request)::
 or 418 pauses every caller of that origin at once.
 """
 
+from warmline.resilience._hedge import Hedge
 from warmline.resilience._lastgood import KeyStats, LastGood, LastGoodResult
 from warmline.resilience._ratelimit import RateCore, RateLimiter
 from warmline.resilience._retry import DEFAULT_RETRY_STATUSES, Retry, parse_retry_after
+from warmline.resilience._stats import ResilienceStats
 
 __all__ = [
     "DEFAULT_RETRY_STATUSES",
+    "Hedge",
     "KeyStats",
     "LastGood",
     "LastGoodResult",
     "RateCore",
     "RateLimiter",
+    "ResilienceStats",
     "Retry",
     "parse_retry_after",
 ]

@@ -1,6 +1,6 @@
 """The asyncio hot path's own cost, without the kernel: an in-memory transport.
 
-    uv run python -m benchmarks.hotpath MODE N      # MODE: raw | pool.get | lease.get
+    uv run python -m benchmarks.hotpath MODE N  # MODE: raw | pool.get | lease.get | client.get
 
 Every request is answered from memory on the next loop iteration, so what is
 left is Python and the event loop: the part of a request warmline controls.
@@ -23,6 +23,7 @@ import uvloop
 
 import warmline.aio._pool as pool_module
 from warmline._server.app import SMALL
+import warmline
 from warmline.aio import ClientPool, Connection
 
 RESPONSE = (
@@ -102,12 +103,25 @@ async def main(mode: str, n: int) -> None:
     elif mode == "pool.get":
         for _ in range(n):
             await pool.get("/small")
+    elif mode == "client.get":
+        client = warmline.AsyncClient(
+            warm={"http://127.0.0.1:9": 1},
+            timeout=warmline.Timeouts(read=None),
+            tcp_keepalive=False,
+        )
+        await client.start()
+        url = "http://127.0.0.1:9/small"
+        for _ in range(100):
+            await client.get(url)
+        for _ in range(n):
+            await client.get(url)
+        await client.close()
     elif mode == "lease.get":
         with pool.try_acquire() as lease:  # type: ignore[union-attr]
             for _ in range(n):
                 await lease.get("/small")
     else:
-        raise SystemExit(f"unknown mode {mode!r}: raw, pool.get or lease.get")
+        raise SystemExit(f"unknown mode {mode!r}: raw, pool.get, lease.get or client.get")
     await pool.close()
 
 

@@ -47,8 +47,9 @@ WeightOf = Callable[[str, str], float]
 # The variables trust_env reads (either case); copied once per client.
 _PROXY_VARIABLES: Final = frozenset({"http_proxy", "https_proxy", "all_proxy", "no_proxy"})
 
-# Routing results kept per URL prefix ("scheme://netloc"); cleared when full,
-# so a client fed endless distinct hosts stays bounded.
+# Routing results kept per URL prefix ("scheme://netloc") and per whole URL;
+# each cache is cleared when full, so a client fed endless distinct URLs stays
+# bounded.
 _ROUTE_CACHE_SIZE: Final = 1024
 
 
@@ -385,6 +386,7 @@ class ClientBase(Generic[P]):
     def __init__(self, **options: Unpack[ClientOptions]) -> None:
         self._settings = ClientSettings(**options)
         self._resilience = self._settings.resilience
+        self._hits: dict[str, tuple[P, str]] = {}
         self._pools: dict[str, P] = {}
         self._closed = False
 
@@ -400,11 +402,18 @@ class ClientBase(Generic[P]):
         return pool
 
     def _lookup(self, url: str) -> tuple[P, str]:
+        """The pool and request target of ``url``; the verbs call it as
+        ``self._hits.get(url) or self._lookup(url)``: a URL seen before costs
+        one dict lookup (a cache bounded like the routes', cleared when full)."""
         key, prefix, target = self._settings.route(url)
         pool = self._pools.get(key)
         if pool is None:
             pool = self._create(key, prefix)
-        return pool, target
+        hits = self._hits
+        if len(hits) >= _ROUTE_CACHE_SIZE:
+            hits.clear()
+        hits[url] = hit = (pool, target)
+        return hit
 
     def _lookup_keyed(self, url: str) -> tuple[str, P, str]:
         """``_lookup`` that also gives the pool key (the resilient path's)."""
@@ -471,8 +480,11 @@ def _proxy_env(trust_env: bool) -> dict[str, str] | None:
 def _split(url: str) -> tuple[str, str]:
     """``scheme://netloc`` and the rest (``/`` when empty), without parsing."""
     start = url.find("://") + 3
-    ends = [i for i in (url.find(c, start) for c in "/?#") if i >= 0]
-    end = min(ends) if ends else len(url)
+    end = len(url)
+    for c in "/?#":
+        at = url.find(c, start, end)
+        if at >= 0:
+            end = at
     target = url[end:]
     if not target.startswith("/"):
         target = "/" + target

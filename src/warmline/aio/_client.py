@@ -130,7 +130,7 @@ class AsyncClient(ClientBase[ClientPool], ClientVerbs[Coroutine[Any, Any, Respon
         resilience = self._resilience
         if resilience is None:
             # Returns the pool's own coroutine: no frame of the client's per request.
-            pool, target = self._lookup(url)
+            pool, target = self._hits.get(url) or self._lookup(url)
             return pool._call(method, target, params, headers, content, json, timeout, DEFAULT)
         return self._resilient(resilience, method, url, params, headers, content, json, timeout)
 

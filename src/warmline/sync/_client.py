@@ -104,7 +104,7 @@ class Client(ClientBase[AtomicClientPool], ClientVerbs[Response]):
     ) -> Response:
         resilience = self._resilience
         if resilience is None:
-            pool, target = self._lookup(url)
+            pool, target = self._hits.get(url) or self._lookup(url)
             return pool._call(method, target, params, headers, content, json, timeout, DEFAULT)
         return self._resilient(resilience, method, url, params, headers, content, json, timeout)
 

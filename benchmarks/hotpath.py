@@ -21,9 +21,9 @@ from typing import Any
 
 import uvloop
 
+import warmline
 import warmline.aio._pool as pool_module
 from warmline._server.app import SMALL
-import warmline
 from warmline.aio import ClientPool, Connection
 
 RESPONSE = (

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import ssl
+import weakref
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -258,11 +260,62 @@ class Connection(asyncio.Protocol):
             self._timer = None
 
 
+class _ReadWatch:
+    """One timer per event loop that checks every connection with a read
+    timeout, instead of a timer per request.
+
+    A ``call_at`` armed and cancelled per request cost a pooled GET ~44 %
+    more client CPU (uvloop, c=64, nginx: 7.95 against 5.53 us per request);
+    this costs a set insertion and a clock read per request. The price is
+    precision: a silent connection is cut between ``read`` and about
+    ``read * 1.25`` seconds (a tick is an eighth of the shortest read timeout
+    watched; silence is noticed at the first tick after the last chunk).
+    """
+
+    __slots__ = ("conns", "handle", "loop", "tick")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.conns: set[ReadTimedConnection] = set()
+        self.handle: asyncio.TimerHandle | None = None
+        self.tick = math.inf
+
+    def watch(self, conn: ReadTimedConnection, read: float) -> None:
+        self.conns.add(conn)
+        tick = max(read / 8, 0.005)
+        if self.handle is None or tick < self.tick:
+            if self.handle is not None:
+                self.handle.cancel()
+            self.tick = tick
+            self.handle = self.loop.call_later(tick, self.check)
+
+    def check(self) -> None:
+        self.handle = None
+        now = self.loop.time()
+        for conn in list(self.conns):
+            read = conn.read_timeout
+            if conn._waiter is None or read is None:
+                self.conns.discard(conn)  # answered (or closed) since
+            elif conn.rx != conn._rx_seen:
+                conn._rx_seen, conn._quiet_since = conn.rx, now  # bytes came in
+            elif now - conn._quiet_since >= read:
+                self.conns.discard(conn)
+                conn._expire(ReadTimeout(f"no byte received for {read} s (read timeout)"))
+        if self.conns and not self.loop.is_closed():
+            self.handle = self.loop.call_later(self.tick, self.check)
+
+
+_WATCHES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _ReadWatch] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 class ReadTimedConnection(Connection):
     """A Connection that also enforces ``read_timeout``: the longest gap
     between two received bytes (a silently dropped connection cannot hang a
-    request). A subclass, so that a pool without a read timeout pays nothing
-    for it on the hot path."""
+    request), checked by its loop's :class:`_ReadWatch` from the count of
+    received chunks (no clock read per chunk). A subclass, so that a pool
+    without a read timeout pays nothing for it in ``send``."""
 
     def __init__(
         self,
@@ -271,47 +324,29 @@ class ReadTimedConnection(Connection):
         on_lost: Callable[[Connection], None] | None = None,
     ) -> None:
         super().__init__(loop, reader, on_lost)
-        self._deadline: float | None = None
-        self._last_rx = 0.0
+        self.rx = 0  # data_received calls so far: progress, without a clock read
+        self._rx_seen = 0
+        self._quiet_since = 0.0
+        watch = _WATCHES.get(loop)
+        if watch is None:
+            watch = _WATCHES[loop] = _ReadWatch(loop)
+        self._watch = watch
 
     def data_received(self, data: bytes) -> None:
-        self._last_rx = self._loop.time()
+        self.rx += 1
         super().data_received(data)
 
     def send(
         self, data: bytes, method: str, deadline: float | None
     ) -> asyncio.Future[Response] | None:
-        waiter = super().send(data, method, None)  # the timer is armed here
+        waiter = super().send(data, method, deadline)  # the total's timer, if any
         if waiter is not None:
-            assert self.read_timeout is not None
-            self._deadline = deadline
-            self._last_rx = now = self._loop.time()
-            self._arm_at(now + self.read_timeout)
+            read = self.read_timeout
+            assert read is not None
+            self._rx_seen = self.rx
+            self._quiet_since = self._loop.time()
+            self._watch.watch(self, read)
         return waiter
-
-    def _arm_at(self, at: float) -> None:
-        deadline = self._deadline
-        self._timer = self._loop.call_at(
-            at if deadline is None or at < deadline else deadline, self._on_deadline
-        )
-
-    def _on_deadline(self) -> None:
-        self._timer = None
-        waiter = self._waiter
-        if waiter is None or waiter.done():
-            return
-        read = self.read_timeout
-        assert read is not None
-        deadline = self._deadline
-        now = self._loop.time()
-        if self._unsent() or (deadline is not None and now >= deadline):
-            super()._on_deadline()  # the whole request's deadline
-            return
-        quiet_until = self._last_rx + read
-        if quiet_until > now:  # bytes came in meanwhile: wait for the next gap
-            self._arm_at(quiet_until)
-            return
-        self._expire(ReadTimeout(f"no byte received for {read} s (read timeout)"))
 
 
 async def open_connection(

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import math
 import ssl
 import weakref
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from warmline._policy import Origin
 from warmline._sockopts import LocalAddress, local_addr, tune
@@ -305,6 +306,21 @@ class _ReadWatch:
             self.handle = self.loop.call_later(self.tick, self.check)
 
 
+_HAPPY_EYEBALLS_DELAY_S: Final = 0.25
+_HAPPY_EYEBALLS: dict[type, bool] = {}
+
+
+def _has_happy_eyeballs(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether this loop's create_connection takes happy_eyeballs_delay
+    (asyncio's does; uvloop's does not, and tries addresses in turn)."""
+    kind = type(loop)
+    known = _HAPPY_EYEBALLS.get(kind)
+    if known is None:
+        params = inspect.signature(kind.create_connection).parameters
+        known = _HAPPY_EYEBALLS[kind] = "happy_eyeballs_delay" in params
+    return known
+
+
 _WATCHES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _ReadWatch] = (
     weakref.WeakKeyDictionary()
 )
@@ -405,6 +421,10 @@ async def open_connection(
                 bind = local_addr(local_address)
                 if bind is not None:
                     kwargs["local_addr"] = bind
+                if _has_happy_eyeballs(loop):
+                    # RFC 8305: start the next address 250 ms after the
+                    # previous one, so a dead first address costs 250 ms.
+                    kwargs["happy_eyeballs_delay"] = _HAPPY_EYEBALLS_DELAY_S
                 _, proto = await loop.create_connection(factory, origin.host, origin.port, **kwargs)
     except TimeoutError as exc:
         raise ConnectTimeout(

@@ -448,14 +448,46 @@ def _connect_socket(
             sock.close()
             raise
         return sock
-    sock = socket.create_connection(
-        (origin.host, origin.port),
-        timeout=connect_timeout,
-        source_address=local_addr(local_address),
-    )
+    sock = _connect_tcp(origin.host, origin.port, connect_timeout, local_addr(local_address))
     try:
         tune(sock, tcp_keepalive=tcp_keepalive)
     except BaseException:
         sock.close()
         raise
     return sock
+
+
+def _connect_tcp(
+    host: str, port: int, connect_timeout: float | None, bind: tuple[str, int] | None
+) -> socket.socket:
+    """Connect to the first address of ``host`` that answers, all within
+    ``connect_timeout``: the name is resolved again on every call (a
+    reconnect follows DNS), and each address gets an equal share of the time
+    left, so a dead first address (a blackholed IPv6, say) cannot eat the
+    whole timeout. ``socket.create_connection`` would give each address the
+    whole timeout."""
+    deadline = None if connect_timeout is None else monotonic() + connect_timeout
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    error: OSError = OSError(f"no address for {host}")
+    for i, (family, kind, proto, _, address) in enumerate(infos):
+        share = None
+        if deadline is not None:
+            left = deadline - monotonic()
+            if left <= 0:
+                raise TimeoutError(f"not connected within {connect_timeout} s")
+            share = left / (len(infos) - i)
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(share)
+            if bind is not None:
+                sock.bind(bind)
+            sock.connect(address)
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    raise error

@@ -53,7 +53,7 @@ __all__ = [
 ]
 
 CHILD = [sys.executable, "-m", "warmline._bench.child"]
-MICRO_MODULES = ("objpool", "http11_parse", "http11_build")
+MICRO_MODULES = ("objpool", "http11_parse", "http11_build", "decoders")
 
 # A case may take its time cap plus setup; anything far beyond is a hang.
 _CASE_TIMEOUT_S = 30.0

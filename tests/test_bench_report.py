@@ -17,7 +17,7 @@ import pytest
 from warmline._bench import report as reports
 from warmline._bench.child import percentile
 from warmline._bench.clients import parse_response
-from warmline._bench.runner import SCENARIO_KEYS, summarise
+from warmline._bench.runner import MICRO_MODULES, SCENARIO_KEYS, summarise
 
 
 # ------------------------------------------------------------------ pure parts
@@ -238,4 +238,4 @@ def test_quick_run_files(quick_run: tuple[Path, dict[str, Any]]) -> None:
     assert len(rows_in_md) == sum(r["client"] == "warmline" for r in data["rows"])
     assert (out / "bench-report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert data["server"]["pids"]
-    assert len(data["micro"]) == 3
+    assert len(data["micro"]) == len(MICRO_MODULES)

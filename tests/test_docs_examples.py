@@ -40,9 +40,9 @@ def test_example_compiles_and_names_real_api(where: str, code: str) -> None:
     tree = compile(code, where, "exec", flags=ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
     assert isinstance(tree, ast.Module)
     for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
-            if node.value.id == "warmline":
-                assert hasattr(warmline, node.attr), f"{where}: warmline.{node.attr} does not exist"
+        named = isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+        if named and node.value.id == "warmline":  # type: ignore[attr-defined]
+            assert hasattr(warmline, node.attr), f"{where}: warmline.{node.attr} does not exist"  # type: ignore[attr-defined]
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("warmline"):
             module = importlib.import_module(node.module)
             for alias in node.names:

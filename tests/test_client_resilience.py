@@ -272,7 +272,7 @@ async def test_slow_first_attempt_loses_to_the_hedge(
     warmline_mock.expect(path="/t").respond_with(
         Reply(200, body="slow", delay=1.0), Reply(200, body="fast")
     ).times(2)
-    async with Harness(flavour, hedge=Hedge(delay=0.05)) as h:
+    async with Harness(flavour, hedge=Hedge(after=0.05, budget=None)) as h:
         r = await h.request("GET", warmline_mock.url + "/t")
         assert r.text == "fast"
         assert h.stats(warmline_mock.url) == ResilienceStats(hedges_sent=1, hedges_won=1)
@@ -283,7 +283,7 @@ async def test_slow_first_attempt_loses_to_the_hedge(
 @pytest.mark.asyncio
 async def test_fast_answer_sends_no_hedge(flavour: str, warmline_mock: MockServer) -> None:
     warmline_mock.expect(path="/t").respond(200).times(5)
-    async with Harness(flavour, hedge=Hedge(delay=1.0)) as h:
+    async with Harness(flavour, hedge=Hedge(after=1.0, budget=None)) as h:
         for _ in range(5):
             assert (await h.request("GET", warmline_mock.url + "/t")).status == 200
         assert h.stats(warmline_mock.url) == ResilienceStats()
@@ -292,7 +292,7 @@ async def test_fast_answer_sends_no_hedge(flavour: str, warmline_mock: MockServe
 @pytest.mark.asyncio
 async def test_post_is_never_hedged(flavour: str, warmline_mock: MockServer) -> None:
     warmline_mock.expect(method="POST", path="/order").respond(201, delay=0.3).once()
-    async with Harness(flavour, hedge=Hedge(delay=0.02, max_extra=3)) as h:
+    async with Harness(flavour, hedge=Hedge(after=0.02, max_extra=3, budget=None)) as h:
         assert (await h.request("POST", warmline_mock.url + "/order", json={})).status == 201
         assert h.stats(warmline_mock.url).hedges_sent == 0
 
@@ -305,7 +305,7 @@ async def test_hedge_waits_for_a_later_success_when_one_attempt_fails(
     # out; the request waits for the hedge instead of raising.
     broken = Reply(200, body="x", headers={"Content-Length": "100"}, delay=0.15, close=True)
     warmline_mock.expect(path="/t").respond_with(broken, Reply(200, body="fast", delay=0.3))
-    async with Harness(flavour, hedge=Hedge(delay=0.05)) as h:
+    async with Harness(flavour, hedge=Hedge(after=0.05, budget=None)) as h:
         assert (await h.request("GET", warmline_mock.url + "/t")).text == "fast"
         assert h.stats(warmline_mock.url) == ResilienceStats(hedges_sent=1, hedges_won=1)
     assert len(warmline_mock.journal) == 2
@@ -317,7 +317,7 @@ async def test_hedge_skipped_when_the_limiter_has_no_budget(
 ) -> None:
     warmline_mock.expect(path="/t").respond(200, body="slow", delay=0.3).once()
     limiter = RateLimiter(1, per=60.0, burst=1)  # the first attempt takes it all
-    async with Harness(flavour, hedge=Hedge(delay=0.02), rate_limit=limiter) as h:
+    async with Harness(flavour, hedge=Hedge(after=0.02, budget=None), rate_limit=limiter) as h:
         assert (await h.request("GET", warmline_mock.url + "/t")).text == "slow"
         assert h.stats(warmline_mock.url).hedges_sent == 0
 
@@ -327,7 +327,7 @@ async def test_hedge_skipped_when_the_limiter_has_no_budget(
 async def test_cancelled_hedged_request_leaves_no_task(warmline_mock: MockServer) -> None:
     warmline_mock.expect(path="/t").respond(200, delay=5.0).any_times()
     warmline_mock.expect(path="/u").respond(200).once()
-    async with Harness("aio", hedge=Hedge(delay=0.02)) as h:
+    async with Harness("aio", hedge=Hedge(after=0.02, budget=None)) as h:
         call = asyncio.create_task(h.request("GET", warmline_mock.url + "/t"))
         await asyncio.to_thread(warmline_mock.wait_for_requests, 2, 5.0)
         call.cancel()
@@ -377,9 +377,12 @@ def test_bad_options_are_refused(options: dict[str, Any], error: type[Exception]
 @pytest.mark.parametrize(
     ("options", "error"),
     [
-        ({"delay": 0}, ValueError),
-        ({"delay": float("nan")}, ValueError),
-        ({"delay": "1"}, TypeError),
+        ({"after": 0}, ValueError),
+        ({"after": float("nan")}, ValueError),
+        ({"after": "1"}, TypeError),
+        ({"after": "p99"}, TypeError),
+        ({"budget": 0}, ValueError),
+        ({"budget": 1.5}, ValueError),
         ({"max_extra": 0}, ValueError),
         ({"max_extra": True}, ValueError),
         ({"methods": "GET"}, TypeError),
@@ -394,3 +397,30 @@ def test_hedge_normalises_methods() -> None:
     hedge = Hedge(methods=frozenset({"get"}))
     assert hedge.hedges("GET") and not hedge.hedges("PUT")
     assert Hedge().hedges("GET") and not Hedge().hedges("POST")
+
+
+def test_hedge_tracker_budget_and_p95() -> None:
+    """The per-origin state, with a fake clock: the budget caps hedges as a
+    share of requests over the window, and "p95" waits for enough samples."""
+    from warmline.resilience._hedge import MIN_SAMPLES, WINDOW_S
+
+    fixed = Hedge(after=0.01, budget=0.1).tracker()
+    assert fixed.delay(0.0) == 0.01
+    for i in range(50):
+        fixed.record(0.001, i * 0.01)
+    granted = sum(fixed.allow(0.5) for _ in range(20))
+    assert granted == 5  # 10 % of 50 requests
+    # A window later the old requests still count (the previous window)...
+    assert not fixed.allow(WINDOW_S + 0.1)
+    # ...two windows later everything is forgotten: one hedge per request.
+    assert fixed.allow(3 * WINDOW_S) is False  # 0 requests: at most 0.1 of 1
+    assert Hedge(after=0.01, budget=None).tracker().allow(0.0)
+
+    p95 = Hedge(after="p95").tracker()
+    for i in range(MIN_SAMPLES - 1):
+        p95.record(0.002, i * 0.001)
+    assert p95.delay(0.05) is None  # too few samples: no hedging yet
+    for i in range(80):
+        p95.record(0.002 if i % 20 else 0.050, 0.05 + i * 0.001)
+    delay = p95.delay(0.2)
+    assert delay is not None and 0.0019 < delay < 0.0021

@@ -24,7 +24,7 @@ from warmline.errors import InvalidRequest, PoolClosed
 from warmline.http11 import DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_HEAD_SIZE, DEFAULT_MAX_HEADERS
 from warmline.http11._response import Response
 from warmline.http11._writer import HeadersArg
-from warmline.resilience._hedge import Hedge
+from warmline.resilience._hedge import Hedge, HedgeTracker
 from warmline.resilience._ratelimit import RateLimiter
 from warmline.resilience._retry import Retry
 from warmline.resilience._stats import ResilienceStats
@@ -113,7 +113,8 @@ class Resilience:
             limiters = self._limiters.get(key)
             if limiters is None:
                 limiters = self._limiters.get("", ())
-            state = self._origins.setdefault(key, OriginState(limiters))
+            hedging = None if self.hedge is None else self.hedge.tracker()
+            state = self._origins.setdefault(key, OriginState(limiters, hedging))
         return state
 
     def weight(self, method: str, url: str) -> float:
@@ -176,13 +177,15 @@ class OriginState:
         limiters: Taken before each attempt: the client-wide one, then the
             origin's own; the last one is paused by a 429 or 418.
         stats: This origin's live counters.
+        hedging: This origin's hedge budget and latencies (None: no hedge).
     """
 
-    __slots__ = ("limiters", "stats")
+    __slots__ = ("hedging", "limiters", "stats")
 
-    def __init__(self, limiters: tuple[RateLimiter, ...]) -> None:
+    def __init__(self, limiters: tuple[RateLimiter, ...], hedging: HedgeTracker | None) -> None:
         self.limiters = limiters
         self.stats = ResilienceStats()
+        self.hedging = hedging
 
 
 def _limiters_by_origin(

@@ -69,7 +69,7 @@ class AsyncClient(ClientBase[ClientPool], ClientVerbs[Coroutine[Any, Any, Respon
             after a retryable status or error, within its total timeout.
             Off by default.
         hedge: A :class:`~warmline.resilience.Hedge`: send an idempotent
-            request once more when it has no response after ``hedge.delay``;
+            request once more when it has no response after ``hedge.after``;
             the first response wins, the other attempt is cancelled (its
             connection is abandoned and heals). Off by default.
         rate_limit: A :class:`~warmline.resilience.RateLimiter` every request
@@ -251,8 +251,9 @@ async def _hedged(
 ) -> Response:
     """One attempt, hedged: the first response of up to ``1 + max_extra`` tasks.
 
-    A hedge goes out ``hedge.delay`` after the previous one while none has
-    answered and every limiter grants its weight at once (``try_take``). An
+    A hedge goes out ``hedge.after`` (or the origin's running p95) after the
+    previous one while none has answered, the hedge budget allows it and
+    every limiter grants its weight at once (``try_take``). An
     attempt's error ends the request only when no other attempt is still
     running; the first error is raised then. Losers are cancelled: the pool
     abandons their connections (state unknown), which heal in the
@@ -261,6 +262,9 @@ async def _hedged(
     """
     loop = asyncio.get_running_loop()
     counters = state.stats
+    hedging = state.hedging
+    assert hedging is not None
+    started = loop.time()
 
     def launch() -> asyncio.Task[Response]:
         timeout = budget if deadline is None else _left(deadline, loop.time())
@@ -274,7 +278,8 @@ async def _hedged(
     can_hedge = True
     try:
         while True:
-            wait_for = hedge.delay if can_hedge else None
+            wait_for = hedging.delay(started) if can_hedge else None
+            can_hedge = can_hedge and wait_for is not None  # "p95" before any data
             done, pending = await asyncio.wait(
                 pending, timeout=wait_for, return_when=asyncio.FIRST_COMPLETED
             )
@@ -285,13 +290,17 @@ async def _hedged(
                 if exc is None:
                     if task is not tasks[0]:
                         counters.hedges_won += 1
+                    now = loop.time()
+                    hedging.record(now - started, now)
                     return task.result()
                 error = error or exc
             if not pending:
                 assert error is not None
                 raise error
             if not done and can_hedge:
-                if all(limiter.try_take(weight) for limiter in state.limiters):
+                if hedging.allow(loop.time()) and all(
+                    limiter.try_take(weight) for limiter in state.limiters
+                ):
                     task = launch()
                     tasks.append(task)
                     pending.add(task)

@@ -228,6 +228,9 @@ def _hedged(
     yet started is cancelled.
     """
     counters = state.stats
+    hedging = state.hedging
+    assert hedging is not None
+    started = time.monotonic()
 
     def send() -> Response:
         timeout = budget if deadline is None else _left(deadline, time.monotonic())
@@ -245,9 +248,9 @@ def _hedged(
     can_hedge = True
     try:
         while True:
-            done, pending = wait(
-                pending, timeout=hedge.delay if can_hedge else None, return_when=FIRST_COMPLETED
-            )
+            wait_for = hedging.delay(started) if can_hedge else None
+            can_hedge = can_hedge and wait_for is not None  # "p95" before any data
+            done, pending = wait(pending, timeout=wait_for, return_when=FIRST_COMPLETED)
             for future in futures:
                 if future not in done:
                     continue
@@ -255,13 +258,17 @@ def _hedged(
                 if exc is None:
                     if future is not futures[0]:
                         counters.hedges_won += 1
+                    now = time.monotonic()
+                    hedging.record(now - started, now)
                     return future.result()
                 error = error or exc
             if not pending:
                 assert error is not None
                 raise error
             if not done and can_hedge:
-                if all(limiter.try_take(weight) for limiter in state.limiters):
+                if hedging.allow(time.monotonic()) and all(
+                    limiter.try_take(weight) for limiter in state.limiters
+                ):
                     future = launch()
                     futures.append(future)
                     pending.add(future)

@@ -539,12 +539,10 @@ class ClientPool(PoolShell[Connection, ResponseCoro]):
                     raise exc
             elif slot.conn is not None and slot.conn.alive:
                 raise PoolError("a request is already in flight on this slot; one at a time")
-            if self._core.closed or slot.state is HEALING:
-                raise (
-                    PoolClosed("pool closed")
-                    if self._core.closed
-                    else PoolError(RELEASED_IN_FLIGHT)
-                )
+            if self._core.closed:
+                raise PoolClosed("pool closed")
+            if slot.state is not IN_USE:  # released under the request (healing or empty)
+                raise PoolError(RELEASED_IN_FLIGHT)
             await self._reopen(slot, deadline)
             conn = slot.conn
             assert conn is not None
@@ -570,9 +568,9 @@ class ClientPool(PoolShell[Connection, ResponseCoro]):
         except WarmlineError:
             self._stats.reconnect_failures += 1
             raise
-        if self._core.closed:
+        if self._core.closed or slot.state is not IN_USE:  # closed or released meanwhile
             conn.close()
-            raise PoolClosed("pool closed")
+            raise PoolClosed("pool closed") if self._core.closed else PoolError(RELEASED_IN_FLIGHT)
         slot.conn = conn
         self._stats.reconnects += 1
 

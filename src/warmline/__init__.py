@@ -10,6 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 from warmline._config import PoolOptions
 from warmline._oneshot import delete, get, head, options, patch, post, put, request
 from warmline._policy import Backoff, KeepWarm, Limits, PoolStats, Timeouts
+from warmline._stats_view import stats_table
 from warmline.aio import ClientPool, ClientSlot
 from warmline.aio._client import AsyncClient
 from warmline.connectors import Proxy
@@ -61,6 +62,7 @@ __all__ = [
     "ClientSlot",
     "PoolOptions",
     "PoolStats",
+    "stats_table",
     # HTTP/1.1
     "Headers",
     "RequestWriter",

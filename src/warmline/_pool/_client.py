@@ -15,7 +15,7 @@ import ssl
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Generic, TypedDict, TypeVar
 
-from warmline._config import PoolConfig, choose_proxy
+from warmline._config import DEFAULT_DRAIN_LIMIT, PoolConfig, choose_proxy
 from warmline._policy import DEFAULT, Backoff, KeepWarm, Limits, Origin, PoolStats, Timeouts
 from warmline._pool._core import Admission, check_timeout
 from warmline._sockopts import LocalAddress
@@ -230,6 +230,8 @@ class ClientSettings:
         rate_limit: RateLimiter | None = None,
         rate_limits: Mapping[str, RateLimiter] | None = None,
         weight_of: WeightOf | None = None,
+        decompress: bool = True,
+        drain_limit: int = DEFAULT_DRAIN_LIMIT,
     ) -> None:
         self.limits = limits if limits is not None else Limits()
         if not isinstance(self.limits, Limits):
@@ -262,6 +264,8 @@ class ClientSettings:
             "local_address": local_address,
             "keep_warm": keep_warm,
             "admission": self.admission,
+            "decompress": decompress,
+            "drain_limit": drain_limit,
         }
         self.warm: dict[str, tuple[str, int]] = {}
         for url, connections in (warm or {}).items():
@@ -377,6 +381,8 @@ class ClientOptions(TypedDict, total=False):
     rate_limit: RateLimiter | None
     rate_limits: Mapping[str, RateLimiter] | None
     weight_of: WeightOf | None
+    decompress: bool
+    drain_limit: int
 
 
 class ClientBase(Generic[P]):

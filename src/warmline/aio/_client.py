@@ -11,7 +11,7 @@ from typing import Any
 from warmline._policy import DEFAULT, TimeoutArg
 from warmline._pool._client import ClientBase, OriginState, Resilience, ResilienceStats
 from warmline._pool._verbs import ClientVerbs
-from warmline.aio._pool import ClientPool
+from warmline.aio._pool import ClientPool, StreamContext
 from warmline.errors import PoolError, WarmlineError
 from warmline.http11 import Response
 from warmline.http11._writer import ContentArg, HeadersArg, ParamsArg
@@ -81,6 +81,10 @@ class AsyncClient(ClientBase[ClientPool], ClientVerbs[Coroutine[Any, Any, Respon
             client-wide one, for every caller at once.
         weight_of: ``(method, url) -> weight`` of a request in the limiters
             (``url`` as given to the verb); 1 when None.
+        decompress: Undo ``Content-Encoding`` (gzip, deflate; br, zstd
+            with their extras) and send ``Accept-Encoding`` for them (on by
+            default; see :class:`warmline.PoolOptions`). ``content`` is the
+            decoded body, ``raw_content`` the bytes as sent.
 
     Counters of retries and hedges: :meth:`resilience_stats`. With none of
     ``retry``, ``hedge``, ``rate_limit(s)`` set, a request goes straight to
@@ -116,6 +120,35 @@ class AsyncClient(ClientBase[ClientPool], ClientVerbs[Coroutine[Any, Any, Respon
             raise PoolError("use an AsyncClient from its event loop (none runs here)") from None
         settings = self._settings
         return ClientPool(settings.config(prefix, connections=settings.limits.per_host, lazy=True))
+
+    def stream(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: ParamsArg | None = None,
+        headers: HeadersArg | None = None,
+        content: ContentArg | None = None,
+        json: Any = None,
+        timeout: TimeoutArg = DEFAULT,
+    ) -> StreamContext:
+        """Send a request and read only its head: ``async with client.stream("GET", url) as r:``.
+
+        The body is read with ``r.aiter_bytes(chunk_size)`` (decoded),
+        ``r.aiter_raw()``, ``r.aiter_lines()`` or ``await r.aread()``; the
+        connection is held until the block ends (see ``ClientPool.stream``:
+        reused, drained or closed). ``retry`` and ``hedge`` do not apply to
+        streams. Arguments as for :meth:`request`.
+        """
+        up = method.upper()
+
+        async def open_stream() -> Response:
+            pool, target = self._lookup(url)
+            return await pool._stream_call(
+                up, target, params, headers, content, json, timeout, DEFAULT
+            )
+
+        return StreamContext(open_stream)
 
     def _call(
         self,

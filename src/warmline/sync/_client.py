@@ -21,7 +21,7 @@ from warmline.errors import PoolClosed, WarmlineError
 from warmline.http11 import Response
 from warmline.http11._writer import ContentArg, HeadersArg, ParamsArg
 from warmline.resilience._hedge import Hedge
-from warmline.sync._pool import AtomicClientPool
+from warmline.sync._pool import AtomicClientPool, StreamContext
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -91,6 +91,33 @@ class Client(ClientBase[AtomicClientPool], ClientVerbs[Response]):
         settings = self._settings
         config = settings.config(prefix, connections=settings.limits.per_host, lazy=True)
         return AtomicClientPool(config, self._lock)
+
+    def stream(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: ParamsArg | None = None,
+        headers: HeadersArg | None = None,
+        content: ContentArg | None = None,
+        json: Any = None,
+        timeout: TimeoutArg = DEFAULT,
+    ) -> StreamContext:
+        """Send a request and read only its head: ``with client.stream("GET", url) as r:``.
+
+        The body is read with ``r.iter_bytes(chunk_size)`` (decoded),
+        ``r.iter_raw()``, ``r.iter_lines()`` or ``r.read()``; the connection
+        is held until the block ends (see ``AtomicClientPool.stream``:
+        reused, drained or closed). ``retry`` and ``hedge`` do not apply to
+        streams. Arguments as for :meth:`request`.
+        """
+        up = method.upper()
+
+        def open_stream() -> Response:
+            pool, target = self._lookup(url)
+            return pool._stream_call(up, target, params, headers, content, json, timeout, DEFAULT)
+
+        return StreamContext(open_stream)
 
     def _call(
         self,

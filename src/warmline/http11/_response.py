@@ -99,9 +99,11 @@ class Response:
     __slots__ = (
         "_fields",
         "_headers",
+        "_history",
         "_raw",
         "_reason",
         "_source",
+        "_url",
         "content",
         "http_version",
         "raw_trailers",
@@ -111,6 +113,9 @@ class Response:
     _raw: bytes  # set only when the body was decoded: see raw_content
     # Set only on a streamed response (pool.stream()); None once closed.
     _source: BodySource | None
+    # Set only by a client following redirects: see url and history.
+    _url: str
+    _history: list[Response]
 
     def __init__(
         self,
@@ -153,6 +158,18 @@ class Response:
             return self._raw
         except AttributeError:
             return self.content
+
+    @property
+    def url(self) -> str | None:
+        """The URL this response answers, when a client following redirects
+        (``follow_redirects=True``) made it; else None (the pools know their
+        paths, and the hot path stores nothing more)."""
+        return getattr(self, "_url", None)
+
+    @property
+    def history(self) -> list[Response]:
+        """The redirect responses that led here, oldest first (empty if none)."""
+        return getattr(self, "_history", [])
 
     @property
     def reason(self) -> str:

@@ -17,6 +17,7 @@ from warmline._pool._client import (
     ResilienceStats,
 )
 from warmline._pool._verbs import ClientVerbs
+from warmline._redirects import Hop
 from warmline.errors import PoolClosed, WarmlineError
 from warmline.http11 import Response
 from warmline.http11._writer import ContentArg, HeadersArg, ParamsArg
@@ -129,11 +130,47 @@ class Client(ClientBase[AtomicClientPool], ClientVerbs[Response]):
         json: Any,
         timeout: TimeoutArg,
     ) -> Response:
+        if self._follow:
+            return self._following(method, url, params, headers, content, json, timeout)
+        return self._send_once(method, url, params, headers, content, json, timeout)
+
+    def _send_once(
+        self,
+        method: str,
+        url: str,
+        params: ParamsArg | None,
+        headers: HeadersArg | None,
+        content: ContentArg | None,
+        json: Any,
+        timeout: TimeoutArg,
+    ) -> Response:
         resilience = self._resilience
         if resilience is None:
             pool, target = self._lookup(url)
             return pool._call(method, target, params, headers, content, json, timeout, DEFAULT)
         return self._resilient(resilience, method, url, params, headers, content, json, timeout)
+
+    def _following(
+        self,
+        method: str,
+        url: str,
+        params: ParamsArg | None,
+        headers: HeadersArg | None,
+        content: ContentArg | None,
+        json: Any,
+        timeout: TimeoutArg,
+    ) -> Response:
+        """Send, then follow redirects (rules: :mod:`warmline._redirects`).
+        Each hop has the request's own timeout."""
+        hop: Hop | None = Hop(method, self._absolute(url), headers, content, json)
+        history: list[Response] = []
+        while hop is not None:
+            response = self._send_once(
+                hop.method, hop.url, params, hop.headers, hop.content, hop.json, timeout
+            )
+            params = None  # in the URL of every later hop already
+            hop = self._redirected(response, hop, history)
+        return response
 
     def _resilient(
         self,

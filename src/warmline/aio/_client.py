@@ -173,7 +173,12 @@ class AsyncClient(ClientBase[ClientPool], ClientVerbs[Coroutine[Any, Any, Respon
     ) -> Coroutine[Any, Any, Response]:
         if self._follow:
             return self._following(method, url, params, headers, content, json, timeout)
-        return self._send_once(method, url, params, headers, content, json, timeout)
+        # _send_once, inlined: one call frame less per request.
+        resilience = self._resilience
+        if resilience is None:
+            pool, target = self._lookup(url)
+            return pool._call(method, target, params, headers, content, json, timeout, DEFAULT)
+        return self._resilient(resilience, method, url, params, headers, content, json, timeout)
 
     def _send_once(
         self,

@@ -31,8 +31,9 @@ How it parses, and why this way (each step measured; see the figures below):
   folded with the status tests into one ``plain`` value, so an uncoded
   response pays nothing for the feature: callgrind of
   ``benchmarks/hotpath.py`` (PYTHONHASHSEED=0, instructions per request)
-  went from 35,613 to 35,483 (pool.get) and 31,363 to 31,228 (lease.get)
-  with decoding on. Decoding lazily in ``Response.content`` instead would
+  went from 35,613 to 35,389 (pool.get) and 31,363 to 31,139 (lease.get)
+  with decoding on, streaming, url and history added (the last two as
+  unset slots). Decoding lazily in ``Response.content`` instead would
   turn ``content`` into a property: +29 ns per read and +5 ns per response
   (timeit), paid by every uncoded response too.
 
@@ -134,10 +135,10 @@ DEFAULT_MAX_HEAD_SIZE = 64 * 1024
 # (and so urllib3 and requests) stops at 100, aiohttp at 128.
 DEFAULT_MAX_HEADERS = 100
 
-# The body is read into memory (no streaming API yet), so it must be bounded:
-# 64 MiB is far above any JSON/REST payload this library is built for and
-# keeps a pool of N connections from being made to hold N unbounded bodies.
-# Raise it per pool for bulk downloads.
+# A whole response's body is read into memory, so it must be bounded: 64 MiB
+# is far above any JSON/REST payload this library is built for and keeps a
+# pool of N connections from being made to hold N unbounded bodies. It also
+# bounds a streamed body (pool.stream()); raise it per pool for bulk downloads.
 DEFAULT_MAX_BODY_SIZE = 64 * 1024 * 1024
 
 # No head that fits in the head-size limit of any sane configuration has more

@@ -78,7 +78,13 @@ def split_fields(head: bytes) -> RawFields:
 
 
 class Response:
-    """A complete HTTP/1.1 (or 1.0) response.
+    """An HTTP/1.1 (or 1.0) response: complete, or streamed (from ``stream()``).
+
+    A streamed response has its status and headers; its body is read with
+    :meth:`aiter_bytes` (decoded), :meth:`aiter_raw` (as sent),
+    :meth:`aiter_lines` or :meth:`aread`, then :meth:`aclose` (blocking:
+    ``iter_bytes``, ``iter_raw``, ``iter_lines``, ``read``, ``close``).
+    On a complete response these give its content at once.
 
     Attributes:
         status: The status code (100-599).

@@ -23,7 +23,14 @@ from .faultproxy import FLAVOURS, Flavour, PoolDriver
 from .rawserver import OK_SMALL, RawServer
 
 TCHAR = set(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-EXPECTED_FIELDS = {b"host", b"user-agent", b"content-length", b"content-type", b"x-ok"}
+EXPECTED_FIELDS = {
+    b"host",
+    b"user-agent",
+    b"content-length",
+    b"content-type",
+    b"x-ok",
+    b"accept-encoding",
+}
 
 
 class Recorder:

@@ -24,10 +24,17 @@ from warmline.http11 import (
     DEFAULT_MAX_HEADERS,
     RequestWriter,
     ResponseReader,
+    accept_encoding,
 )
 from warmline.http11._writer import HeadersArg
 
-__all__ = ["PoolConfig", "PoolOptions", "choose_proxy"]
+__all__ = ["DEFAULT_DRAIN_LIMIT", "PoolConfig", "PoolOptions", "choose_proxy"]
+
+# A streamed response closed early keeps its connection when at most this
+# much of its body is left (read and dropped): as awc and urllib3 do, reading
+# a small rest is cheaper than a new connection (TCP and TLS handshakes);
+# reading a large one is not, and may never end.
+DEFAULT_DRAIN_LIMIT = 64 * 1024
 
 
 class PoolOptions(TypedDict, total=False):
@@ -79,6 +86,22 @@ class PoolOptions(TypedDict, total=False):
                 absolute-form requests instead. Ignored for Unix sockets.
             trust_env: With no ``proxy``, pick one from ``HTTPS_PROXY``,
                 ``HTTP_PROXY``, ``ALL_PROXY`` and ``NO_PROXY`` (read now).
+            decompress: Undo ``Content-Encoding`` (gzip, deflate, and br
+                or zstd when their extra is installed): every request sends
+                ``Accept-Encoding`` with what is installed (a default header,
+                serialised once; yours, default or per request, wins), and
+                ``Response.content`` is the decoded body (``raw_content``
+                the bytes as sent). ``max_body_size`` bounds the decoded
+                size too (a decompression bomb stops with ResponseTooLarge);
+                a corrupt body raises DecodingError and the connection is
+                replaced. A coding that is not installed is returned as sent
+                (``text``/``json()`` raise DecodingError). False: no
+                ``Accept-Encoding`` is added and bodies come as sent.
+            drain_limit: A streamed response closed before its end keeps
+                its connection only if the rest is known (Content-Length)
+                to be at most this many bytes and arrives within 0.5 s (it
+                is read and dropped); otherwise the connection is closed and
+                its slot reconnects. Default 64 KiB.
     """
 
     base_path: str
@@ -103,6 +126,8 @@ class PoolOptions(TypedDict, total=False):
     keep_warm: KeepWarm | None
     proxy: ProxyArg
     trust_env: bool
+    decompress: bool
+    drain_limit: int
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -132,6 +157,8 @@ class PoolConfig:
     admission: Admission | None = None
     keep_warm: KeepWarm | None = None
     proxy: Proxy | None = None
+    decompress: bool = True
+    drain_limit: int = DEFAULT_DRAIN_LIMIT
 
     @classmethod
     def build(
@@ -162,6 +189,8 @@ class PoolConfig:
         keep_warm: KeepWarm | None = None,
         proxy: ProxyArg = None,
         trust_env: bool = False,
+        decompress: bool = True,
+        drain_limit: int = DEFAULT_DRAIN_LIMIT,
     ) -> PoolConfig:
         """Validate the options of ``connect()``.
 
@@ -181,6 +210,7 @@ class PoolConfig:
         for value, name in ((max_body_size, "max_body_size"), (max_head_size, "max_head_size")):
             _check_int(value, name, 1)
         _check_int(max_headers, "max_headers", 1)
+        _check_int(drain_limit, "drain_limit", 0)
         read_timeout = pool_timeout = None
         if isinstance(timeout, Timeouts):
             # A Timeouts sets the connect timeout too (the connect_timeout
@@ -199,9 +229,13 @@ class PoolConfig:
             raise TypeError(f"keep_warm must be a warmline.KeepWarm, got {keep_warm!r}")
         if reconnect is not None and not isinstance(reconnect, Backoff):
             raise TypeError(f"reconnect must be a warmline.Backoff, got {reconnect!r}")
+        if not isinstance(decompress, bool):
+            raise TypeError(f"decompress must be a bool, got {decompress!r}")
         if not keep_alive:
             # RFC 9112 §9.6: tell the server this connection ends here.
             headers = {**dict(headers or {}), "Connection": "close"}
+        if decompress:
+            headers = _with_accept_encoding(headers)
         writer_kwargs: dict[str, Any] = {"base_path": base_path, "headers": headers}
         if user_agent is not None:
             writer_kwargs["user_agent"] = user_agent
@@ -236,6 +270,8 @@ class PoolConfig:
             admission=admission,
             keep_warm=keep_warm,
             proxy=chosen,
+            decompress=decompress,
+            drain_limit=drain_limit,
         )
 
     def new_core(self) -> PoolCore[Any]:
@@ -275,6 +311,7 @@ class PoolConfig:
             max_head_size=self.max_head_size,
             max_headers=self.max_headers,
             max_body_size=self.max_body_size,
+            decompress=self.decompress,
         )
 
 
@@ -318,6 +355,15 @@ def _header_items(headers: HeadersArg | None) -> list[tuple[str, str]]:
     if isinstance(headers, Mapping):
         return list(headers.items())
     return list(headers)
+
+
+def _with_accept_encoding(headers: HeadersArg | None) -> HeadersArg:
+    """The default headers plus ``Accept-Encoding`` for the installed decoders,
+    unless they already have one (any case)."""
+    items = _header_items(headers)
+    if any(name.lower() == "accept-encoding" for name, _ in items):
+        return items
+    return [*items, ("Accept-Encoding", accept_encoding().decode("ascii"))]
 
 
 def _check_int(value: object, name: str, minimum: int) -> None:

@@ -15,12 +15,13 @@ import ssl
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Generic, TypedDict, TypeVar
 
-from warmline._config import PoolConfig, choose_proxy
+from warmline._config import DEFAULT_DRAIN_LIMIT, PoolConfig, choose_proxy
 from warmline._policy import DEFAULT, Backoff, KeepWarm, Limits, Origin, PoolStats, Timeouts
 from warmline._pool._core import Admission, check_timeout
+from warmline._redirects import Hop, next_hop, sensitive_names
 from warmline._sockopts import LocalAddress
 from warmline.connectors import ProxyArg, as_proxy, proxy_for
-from warmline.errors import InvalidRequest, PoolClosed
+from warmline.errors import InvalidRequest, PoolClosed, TooManyRedirects
 from warmline.http11 import DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_HEAD_SIZE, DEFAULT_MAX_HEADERS
 from warmline.http11._response import Response
 from warmline.http11._writer import HeadersArg
@@ -234,7 +235,22 @@ class ClientSettings:
         rate_limit: RateLimiter | None = None,
         rate_limits: Mapping[str, RateLimiter] | None = None,
         weight_of: WeightOf | None = None,
+        decompress: bool = True,
+        drain_limit: int = DEFAULT_DRAIN_LIMIT,
+        follow_redirects: bool = False,
+        max_redirects: int = 10,
     ) -> None:
+        if not isinstance(follow_redirects, bool):
+            raise TypeError(f"follow_redirects must be a bool, got {follow_redirects!r}")
+        if isinstance(max_redirects, bool) or not isinstance(max_redirects, int):
+            raise TypeError(f"max_redirects must be an int, got {max_redirects!r}")
+        if max_redirects < 0:
+            raise ValueError(f"max_redirects must be >= 0, got {max_redirects!r}")
+        self.follow_redirects = follow_redirects
+        self.max_redirects = max_redirects
+        # Credential headers among the defaults: a redirect may not take
+        # them to another origin (see warmline._redirects).
+        self.credentials = sensitive_names(headers)
         self.limits = limits if limits is not None else Limits()
         if not isinstance(self.limits, Limits):
             raise TypeError(f"limits must be a warmline.Limits, got {limits!r}")
@@ -266,6 +282,8 @@ class ClientSettings:
             "local_address": local_address,
             "keep_warm": keep_warm,
             "admission": self.admission,
+            "decompress": decompress,
+            "drain_limit": drain_limit,
         }
         self.warm: dict[str, tuple[str, int]] = {}
         for url, connections in (warm or {}).items():
@@ -381,6 +399,10 @@ class ClientOptions(TypedDict, total=False):
     rate_limit: RateLimiter | None
     rate_limits: Mapping[str, RateLimiter] | None
     weight_of: WeightOf | None
+    decompress: bool
+    drain_limit: int
+    follow_redirects: bool
+    max_redirects: int
 
 
 class ClientBase(Generic[P]):
@@ -390,6 +412,7 @@ class ClientBase(Generic[P]):
         self._settings = ClientSettings(**options)
         self._resilience = self._settings.resilience
         self._hits: dict[str, tuple[P, str]] = {}
+        self._follow = self._settings.follow_redirects
         self._pools: dict[str, P] = {}
         self._closed = False
 
@@ -425,6 +448,37 @@ class ClientBase(Generic[P]):
         if pool is None:
             pool = self._create(key, prefix)
         return key, pool, target
+
+    def _absolute(self, url: str) -> str:
+        """``url`` joined to ``base_url`` when relative (redirects need it whole)."""
+        base = self._settings.base_url
+        return base + url if base is not None and "://" not in url else url
+
+    def _redirected(self, response: Response, hop_from: Hop, history: list[Response]) -> Hop | None:
+        """The next hop after ``response``, or None: it is the final response.
+
+        Raises:
+            TooManyRedirects: More than ``max_redirects`` hops.
+            InvalidRequest: An https to http hop, or credentials would cross origins.
+        """
+        response._url = hop_from.url
+        hop = next_hop(
+            response,
+            *hop_from,
+            default_credentials=self._settings.credentials,
+        )
+        if hop is None:
+            if history:
+                response._history = history
+            return None
+        if len(history) >= self._settings.max_redirects:
+            raise TooManyRedirects(
+                f"more than {self._settings.max_redirects} redirects",
+                method=hop_from.method,
+                path=hop_from.url,
+            )
+        history.append(response)
+        return hop
 
     def pool(self, origin_url: str) -> P:
         """That origin's pool (created on first use: lazy unless in ``warm``).

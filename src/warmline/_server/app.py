@@ -10,6 +10,10 @@ Endpoints (the same shapes as the nginx config of ``_server.nginx``):
 - ``/echo`` (any method): JSON of the request as the server saw it.
 - ``/status/N``: an empty response with status N.
 - ``/count``: how many requests each ``x-id`` header value was seen with.
+- ``GET /coded/CODING``: :data:`TICKERS` with ``Content-Encoding: CODING``
+  (gzip, deflate, br or zstd when the server has the package; a stack such
+  as ``gzip,br`` applies them in that order); ``?chunked`` sends it in
+  pieces without a length.
 """
 
 from __future__ import annotations
@@ -23,6 +27,15 @@ SMALL = (
     b'"ask":"97234.52","time":1732147200123}'
 )
 LARGE = bytes(range(256)) * 256
+# A ~2 KiB JSON ticker list: what an exchange's gzip-encoded answers look like.
+TICKERS = (
+    b"["
+    + b",".join(
+        b'{"symbol":"SYM%dUSDT","price":"%d.%08d","volume":"%d"}' % (i, 100 + i, i * 7919, i * 31)
+        for i in range(32)
+    )
+    + b"]"
+)
 _MAX_BYTES = 64 * 1024 * 1024
 
 Scope = dict[str, Any]
@@ -60,6 +73,37 @@ async def _reply(
     await send({"type": "http.response.body", "body": b""})
 
 
+def encode(body: bytes, codings: str) -> bytes:
+    """``body`` with each of the comma-separated ``codings`` applied in order."""
+    import gzip
+    import importlib
+    import zlib
+
+    for coding in codings.split(","):
+        if coding == "gzip":
+            body = gzip.compress(body, mtime=0)
+        elif coding == "deflate":
+            body = zlib.compress(body)
+        elif coding == "br":
+            body = importlib.import_module("brotli").compress(body)
+        elif coding == "zstd":
+            body = importlib.import_module("backports.zstd").compress(body)
+        else:
+            raise ValueError(f"unknown coding {coding!r}")
+    return body
+
+
+async def _reply_coded(send: Send, codings: str, body: bytes, more: list[bytes] | None) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-encoding", codings.encode())]
+    if more is None:
+        headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    for part in [body] if more is None else more:
+        await send({"type": "http.response.body", "body": part, "more_body": more is not None})
+    if more is not None:
+        await send({"type": "http.response.body", "body": b""})
+
+
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "lifespan":
         while (await receive())["type"] != "lifespan.shutdown":
@@ -85,6 +129,13 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     elif path == "/chunked":
         parts = [b"chunk-%d;" % i * 50 for i in range(20)]
         await _reply(send, 200, b"", b"text/plain", more=parts)
+    elif path.startswith("/coded/"):
+        coded = encode(TICKERS, path[7:])
+        if scope["query_string"] == b"chunked":
+            parts = [coded[i : i + 100] for i in range(0, len(coded), 100)]
+            await _reply_coded(send, path[7:], b"", parts)
+        else:
+            await _reply_coded(send, path[7:], coded, None)
     elif path.startswith("/status/"):
         await _reply(send, int(path[8:]), b"")
     elif path == "/count":

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from warmline._server.app import LARGE, SMALL
+from warmline._server.app import LARGE, SMALL, TICKERS
 
 HOST = "127.0.0.1"
 _START_TIMEOUT_S = 20.0
@@ -257,6 +257,16 @@ http {{
             default_type text/plain;
             try_files /chunked.txt =404;
         }}
+        # GET /gzip: the TICKERS JSON, gzipped on the fly when asked to
+        # (Accept-Encoding: gzip), then sent chunked.
+        location = /gzip {{
+            root html;
+            gzip on;
+            gzip_types *;
+            gzip_min_length 0;
+            default_type application/json;
+            try_files /tickers.json =404;
+        }}
         location = /status {{ stub_status; }}
         location / {{ return 404; }}
     }}
@@ -284,6 +294,7 @@ def _nginx_root(workdir: str, certfile: str | None, keyfile: str | None) -> Path
     (root / "tmp").mkdir()
     (root / "html" / "large").write_bytes(LARGE)
     (root / "html" / "chunked.txt").write_bytes(CHUNKED_BODY)
+    (root / "html" / "tickers.json").write_bytes(TICKERS)
     (root / "html" / "order.txt").write_bytes(b"POST a JSON order here\n")
     if certfile and keyfile:
         # Copies next to the config: the workers may run as nobody.

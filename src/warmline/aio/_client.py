@@ -11,7 +11,8 @@ from typing import Any
 from warmline._policy import DEFAULT, TimeoutArg
 from warmline._pool._client import ClientBase, OriginState, Resilience, ResilienceStats
 from warmline._pool._verbs import ClientVerbs
-from warmline.aio._pool import ClientPool
+from warmline._redirects import Hop
+from warmline.aio._pool import ClientPool, StreamContext
 from warmline.errors import PoolError, WarmlineError
 from warmline.http11 import Response
 from warmline.http11._writer import ContentArg, HeadersArg, ParamsArg
@@ -81,6 +82,20 @@ class AsyncClient(ClientBase[ClientPool], ClientVerbs[Coroutine[Any, Any, Respon
             client-wide one, for every caller at once.
         weight_of: ``(method, url) -> weight`` of a request in the limiters
             (``url`` as given to the verb); 1 when None.
+        follow_redirects: Follow 301/302/303/307/308 (off by default: a
+            trading client must not silently follow). 301-303 become a GET
+            without a body (HEAD stays HEAD), 307/308 keep method and body;
+            ``Authorization``, ``Cookie`` and ``Proxy-Authorization`` never
+            cross origins (a redirect to another origin while the default
+            headers carry one is refused with InvalidRequest); https to http
+            is refused (InvalidRequest). ``r.history`` lists the redirects,
+            ``r.url`` the final URL. Each hop has the request's timeout;
+            streams do not follow.
+        max_redirects: Most hops followed (TooManyRedirects beyond).
+        decompress: Undo ``Content-Encoding`` (gzip, deflate; br, zstd
+            with their extras) and send ``Accept-Encoding`` for them (on by
+            default; see :class:`warmline.PoolOptions`). ``content`` is the
+            decoded body, ``raw_content`` the bytes as sent.
 
     Counters of retries and hedges: :meth:`resilience_stats`. With none of
     ``retry``, ``hedge``, ``rate_limit(s)`` set, a request goes straight to
@@ -117,7 +132,55 @@ class AsyncClient(ClientBase[ClientPool], ClientVerbs[Coroutine[Any, Any, Respon
         settings = self._settings
         return ClientPool(settings.config(prefix, connections=settings.limits.per_host, lazy=True))
 
+    def stream(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: ParamsArg | None = None,
+        headers: HeadersArg | None = None,
+        content: ContentArg | None = None,
+        json: Any = None,
+        timeout: TimeoutArg = DEFAULT,
+    ) -> StreamContext:
+        """Send a request and read only its head: ``async with client.stream("GET", url) as r:``.
+
+        The body is read with ``r.aiter_bytes(chunk_size)`` (decoded),
+        ``r.aiter_raw()``, ``r.aiter_lines()`` or ``await r.aread()``; the
+        connection is held until the block ends (see ``ClientPool.stream``:
+        reused, drained or closed). ``retry`` and ``hedge`` do not apply to
+        streams. Arguments as for :meth:`request`.
+        """
+        up = method.upper()
+
+        async def open_stream() -> Response:
+            pool, target = self._lookup(url)
+            return await pool._stream_call(
+                up, target, params, headers, content, json, timeout, DEFAULT
+            )
+
+        return StreamContext(open_stream)
+
     def _call(
+        self,
+        method: str,
+        url: str,
+        params: ParamsArg | None,
+        headers: HeadersArg | None,
+        content: ContentArg | None,
+        json: Any,
+        timeout: TimeoutArg,
+    ) -> Coroutine[Any, Any, Response]:
+        if self._follow:
+            return self._following(method, url, params, headers, content, json, timeout)
+        # _send_once, inlined: one call frame less per request.
+        resilience = self._resilience
+        if resilience is None:
+            pool, target = self._hits.get(url) or self._lookup(url)
+            return pool._call(method, target, params, headers, content, json, timeout, DEFAULT)
+        return self._resilient(resilience, method, url, params, headers, content, json, timeout)
+
+    def _send_once(
         self,
         method: str,
         url: str,
@@ -133,6 +196,28 @@ class AsyncClient(ClientBase[ClientPool], ClientVerbs[Coroutine[Any, Any, Respon
             pool, target = self._hits.get(url) or self._lookup(url)
             return pool._call(method, target, params, headers, content, json, timeout, DEFAULT)
         return self._resilient(resilience, method, url, params, headers, content, json, timeout)
+
+    async def _following(
+        self,
+        method: str,
+        url: str,
+        params: ParamsArg | None,
+        headers: HeadersArg | None,
+        content: ContentArg | None,
+        json: Any,
+        timeout: TimeoutArg,
+    ) -> Response:
+        """Send, then follow redirects (rules: :mod:`warmline._redirects`).
+        Each hop has the request's own timeout."""
+        hop: Hop | None = Hop(method, self._absolute(url), headers, content, json)
+        history: list[Response] = []
+        while hop is not None:
+            response = await self._send_once(
+                hop.method, hop.url, params, hop.headers, hop.content, hop.json, timeout
+            )
+            params = None  # in the URL of every later hop already
+            hop = self._redirected(response, hop, history)
+        return response
 
     async def _resilient(
         self,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from asyncio.events import _get_running_loop
-from collections.abc import Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ from warmline._pool import Plan, Slot, Waiter, check_timeout, connect_verdict
 from warmline._pool._shell import RELEASED_IN_FLIGHT, Lease, PoolShell
 from warmline._pool._state import HEALING, IN_USE, OPENING, READY
 from warmline.aio._connection import Connection, open_connection
+from warmline.aio._stream import AioBody
 from warmline.errors import (
     ConnectionClosed,
     PoolClosed,
@@ -75,6 +76,32 @@ class ClientSlot(Lease[Connection, ResponseCoro]):
             with contextlib.suppress(Exception):
                 self.release()
 
+    def stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: ParamsArg | None = None,
+        headers: HeadersArg | None = None,
+        content: ContentArg | None = None,
+        json: Any = None,
+        timeout: TimeoutArg = DEFAULT,
+    ) -> StreamContext:
+        """A streamed request on this slot: ``async with slot.stream("GET", path) as r:``.
+
+        Arguments as for :meth:`request`. The slot stays leased when the
+        stream ends; its next request waits for nothing (a stream closed
+        early closed the connection, which the next request reopens).
+        """
+        slot = self._slot
+        if slot is None:
+            raise PoolError("this slot was released; acquire a new one")
+        pool = self._pool
+        up = method.upper()
+        return StreamContext(
+            lambda: pool._open_stream(slot, up, path, params, headers, content, json, timeout, None)
+        )
+
     def release(self) -> None:
         """Return the slot to its pool (idempotent)."""
         slot = self._slot
@@ -85,6 +112,39 @@ class ClientSlot(Lease[Connection, ResponseCoro]):
                 pool._release(slot)
             else:
                 pool._release_elsewhere(slot)
+
+
+class StreamContext:
+    """What ``stream()`` returns: ``async with pool.stream(...) as response:``.
+
+    On entry the request is sent and its head read; the body is read with
+    the response's ``aiter_bytes()`` and friends. On exit the stream is
+    closed (``aclose()``: the connection reused, drained or closed; see
+    :mod:`warmline.aio._stream`); leaving with an exception, or a
+    cancellation, closes the connection without draining.
+    """
+
+    __slots__ = ("_open", "_response")
+
+    def __init__(self, open_stream: Callable[[], Awaitable[Response]]) -> None:
+        self._open = open_stream
+        self._response: Response | None = None
+
+    async def __aenter__(self) -> Response:
+        self._response = await self._open()
+        return self._response
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        response = self._response
+        self._response = None
+        if response is None:
+            return
+        if et is None:
+            await response.aclose()
+        else:
+            response._abandon()
 
 
 class _Acquire:
@@ -616,6 +676,130 @@ class ClientPool(PoolShell[Connection, ResponseCoro]):
             )
         finally:
             self._release(slot)
+
+    # -- streams -----------------------------------------------------------
+    def stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: ParamsArg | None = None,
+        headers: HeadersArg | None = None,
+        content: ContentArg | None = None,
+        json: Any = None,
+        timeout: TimeoutArg = DEFAULT,
+        acquire_timeout: TimeoutArg = DEFAULT,
+    ) -> StreamContext:
+        """Send a request and read only its head: ``async with pool.stream("GET", p) as r:``.
+
+        The body is then read with ``r.aiter_bytes(chunk_size)`` (decoded),
+        ``r.aiter_raw()`` (as sent), ``r.aiter_lines()`` or ``await r.aread()``;
+        the slot is held until the block ends (or ``await r.aclose()``).
+        ``timeout`` bounds the wait for the head, and then each wait for
+        more of the body (``Timeouts.read`` when the pool has one).
+        Arguments otherwise as for :meth:`request`.
+
+        Example:
+            >>> async with pool.stream("GET", "/download") as r:
+            ...     async for chunk in r.aiter_bytes(65536):
+            ...         sink.write(chunk)
+        """
+        up = method.upper()
+        return StreamContext(
+            lambda: self._stream_call(
+                up, path, params, headers, content, json, timeout, acquire_timeout
+            )
+        )
+
+    async def _stream_call(
+        self,
+        method: str,
+        path: str,
+        params: ParamsArg | None,
+        headers: HeadersArg | None,
+        content: ContentArg | None,
+        json: Any,
+        timeout: TimeoutArg,
+        acquire_timeout: TimeoutArg,
+    ) -> Response:
+        if _get_running_loop() is not self._loop:
+            raise self._wrong_loop()
+        slot = None if self._core.waiters else self._pop()
+        if slot is None:
+            slot = await self._wait(self._acquire_wait(timeout, acquire_timeout))
+        try:
+            return await self._open_stream(
+                slot,
+                method,
+                path,
+                params,
+                headers,
+                content,
+                json,
+                timeout,
+                lambda: self._release(slot),
+            )
+        except BaseException:
+            self._release(slot)
+            raise
+
+    async def _open_stream(
+        self,
+        slot: _ASlot,
+        method: str,
+        path: str,
+        params: ParamsArg | None,
+        headers: HeadersArg | None,
+        content: ContentArg | None,
+        json: Any,
+        timeout: TimeoutArg,
+        on_release: Callable[[], None] | None,
+    ) -> Response:
+        """Send on ``slot`` and return the response with its body source attached."""
+        config = self._config
+        try:
+            data = self._writer.build(
+                method, path, params=params, headers=headers, content=content, json=json
+            )
+            if timeout is DEFAULT:
+                timeout = self._timeout
+            timeout = check_timeout(timeout, "timeout")
+            if timeout == 0:
+                raise WriteTimeout("timeout of 0: nothing was sent")
+            deadline = None if timeout is None else self._loop.time() + timeout
+            read_timeout = config.read_timeout if config.read_timeout is not None else timeout
+            for attempt in (0, 1):
+                conn = slot.conn
+                if conn is None or not conn.idle:
+                    if conn is not None and conn.alive:
+                        raise PoolError(
+                            "a request is already in flight on this slot; one at a time"
+                        )
+                    if self._core.closed:
+                        raise PoolClosed("pool closed")
+                    await self._reopen(slot, deadline)
+                    conn = slot.conn
+                    assert conn is not None
+                body = AioBody(
+                    conn,
+                    read_timeout=read_timeout,
+                    drain_limit=config.drain_limit,
+                    decompress=config.decompress,
+                    max_size=config.max_body_size,
+                    on_release=on_release,
+                )
+                try:
+                    response = await body.start(data, method, deadline)
+                except WarmlineError as exc:
+                    if attempt or not self._core.retry_stale(exc, method):
+                        raise
+                    continue  # a stale keep-alive connection: once more on a new one
+                break
+        except WarmlineError as exc:
+            raise self._fail(exc, method, path) from None
+        self._stats.requests += 1
+        response._source = body
+        return response
 
     # -- closing -----------------------------------------------------------
     async def close(self) -> None:

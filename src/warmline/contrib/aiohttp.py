@@ -272,13 +272,13 @@ class ClientResponse:
     def _decode(self) -> bytes:
         response = self._response
         coding = response.headers.get("content-encoding")
-        if not coding:
-            return response.content
+        if not coding or response.raw_content is not response.content:
+            return response.content  # none, or decoded already by the client (decompress)
         try:
             decoder = make_decoder(coding, max_size=self._session._max_body_size)
             if decoder is None:
-                return response.content
-            return decoder.feed(response.content) + decoder.flush()
+                return response.raw_content
+            return decoder.feed(response.raw_content) + decoder.flush()
         except errors.WarmlineError as exc:
             raise aiohttp.ClientPayloadError(str(exc)) from exc
 

@@ -144,7 +144,7 @@ def _response(r: Response) -> httpx.Response:
     return httpx.Response(
         r.status,
         headers=r.raw_headers,
-        stream=httpx.ByteStream(r.content),
+        stream=httpx.ByteStream(r.raw_content),
         extensions={"http_version": _HTTP_VERSION, "reason_phrase": r.reason.encode("latin-1")},
     )
 

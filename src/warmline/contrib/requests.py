@@ -258,7 +258,7 @@ class Adapter(BaseAdapter):
         for name, value in r.raw_headers:
             headers.add(name.decode("latin-1"), value.decode("latin-1"))
         raw = urllib3.HTTPResponse(
-            body=io.BytesIO(r.content),
+            body=io.BytesIO(r.raw_content),
             headers=headers,
             status=r.status,
             reason=r.reason,

@@ -17,11 +17,12 @@ from warmline._pool._client import (
     ResilienceStats,
 )
 from warmline._pool._verbs import ClientVerbs
+from warmline._redirects import Hop
 from warmline.errors import PoolClosed, WarmlineError
 from warmline.http11 import Response
 from warmline.http11._writer import ContentArg, HeadersArg, ParamsArg
 from warmline.resilience._hedge import Hedge
-from warmline.sync._pool import AtomicClientPool
+from warmline.sync._pool import AtomicClientPool, StreamContext
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -92,7 +93,53 @@ class Client(ClientBase[AtomicClientPool], ClientVerbs[Response]):
         config = settings.config(prefix, connections=settings.limits.per_host, lazy=True)
         return AtomicClientPool(config, self._lock)
 
+    def stream(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: ParamsArg | None = None,
+        headers: HeadersArg | None = None,
+        content: ContentArg | None = None,
+        json: Any = None,
+        timeout: TimeoutArg = DEFAULT,
+    ) -> StreamContext:
+        """Send a request and read only its head: ``with client.stream("GET", url) as r:``.
+
+        The body is read with ``r.iter_bytes(chunk_size)`` (decoded),
+        ``r.iter_raw()``, ``r.iter_lines()`` or ``r.read()``; the connection
+        is held until the block ends (see ``AtomicClientPool.stream``:
+        reused, drained or closed). ``retry`` and ``hedge`` do not apply to
+        streams. Arguments as for :meth:`request`.
+        """
+        up = method.upper()
+
+        def open_stream() -> Response:
+            pool, target = self._lookup(url)
+            return pool._stream_call(up, target, params, headers, content, json, timeout, DEFAULT)
+
+        return StreamContext(open_stream)
+
     def _call(
+        self,
+        method: str,
+        url: str,
+        params: ParamsArg | None,
+        headers: HeadersArg | None,
+        content: ContentArg | None,
+        json: Any,
+        timeout: TimeoutArg,
+    ) -> Response:
+        if self._follow:
+            return self._following(method, url, params, headers, content, json, timeout)
+        # _send_once, inlined: one call frame less per request.
+        resilience = self._resilience
+        if resilience is None:
+            pool, target = self._hits.get(url) or self._lookup(url)
+            return pool._call(method, target, params, headers, content, json, timeout, DEFAULT)
+        return self._resilient(resilience, method, url, params, headers, content, json, timeout)
+
+    def _send_once(
         self,
         method: str,
         url: str,
@@ -107,6 +154,28 @@ class Client(ClientBase[AtomicClientPool], ClientVerbs[Response]):
             pool, target = self._hits.get(url) or self._lookup(url)
             return pool._call(method, target, params, headers, content, json, timeout, DEFAULT)
         return self._resilient(resilience, method, url, params, headers, content, json, timeout)
+
+    def _following(
+        self,
+        method: str,
+        url: str,
+        params: ParamsArg | None,
+        headers: HeadersArg | None,
+        content: ContentArg | None,
+        json: Any,
+        timeout: TimeoutArg,
+    ) -> Response:
+        """Send, then follow redirects (rules: :mod:`warmline._redirects`).
+        Each hop has the request's own timeout."""
+        hop: Hop | None = Hop(method, self._absolute(url), headers, content, json)
+        history: list[Response] = []
+        while hop is not None:
+            response = self._send_once(
+                hop.method, hop.url, params, hop.headers, hop.content, hop.json, timeout
+            )
+            params = None  # in the URL of every later hop already
+            hop = self._redirected(response, hop, history)
+        return response
 
     def _resilient(
         self,

@@ -78,6 +78,7 @@ from warmline.http11 import (
 )
 from warmline.http11._writer import ContentArg, HeadersArg, ParamsArg
 from warmline.sync._connection import Connection, open_connection
+from warmline.sync._stream import SyncBody
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -110,6 +111,39 @@ class _Waiter(Waiter):
         self.lock.acquire()  # held until the waiter is served
 
 
+class StreamContext:
+    """What ``stream()`` returns: ``with pool.stream(...) as response:``.
+
+    On entry the request is sent and its head read; the body is read with
+    the response's ``iter_bytes()`` and friends. On exit the stream is
+    closed (``close()``: the connection reused, drained or closed; see
+    :mod:`warmline.sync._stream`); leaving with an exception closes the
+    connection without draining.
+    """
+
+    __slots__ = ("_open", "_response")
+
+    def __init__(self, open_stream: Callable[[], Response]) -> None:
+        self._open = open_stream
+        self._response: Response | None = None
+
+    def __enter__(self) -> Response:
+        self._response = self._open()
+        return self._response
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        response = self._response
+        self._response = None
+        if response is None:
+            return
+        if et is None:
+            response.close()
+        else:
+            response._abandon()
+
+
 class AtomicClientSlot(Lease[Connection, Response]):
     """A leased slot of an :class:`AtomicClientPool` (see
     :class:`~warmline._pool._shell.Lease`), released from any thread. A lease
@@ -127,6 +161,31 @@ class AtomicClientSlot(Lease[Connection, Response]):
             self._slot = None
             with contextlib.suppress(Exception):
                 self._pool._release_from_gc(slot)
+
+    def stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: ParamsArg | None = None,
+        headers: HeadersArg | None = None,
+        content: ContentArg | None = None,
+        json: Any = None,
+        timeout: TimeoutArg = DEFAULT,
+    ) -> StreamContext:
+        """A streamed request on this slot: ``with slot.stream("GET", path) as r:``.
+
+        Arguments as for :meth:`request`; see :meth:`AtomicClientPool.stream`.
+        The slot stays leased when the stream ends.
+        """
+        slot = self._slot
+        if slot is None:
+            raise PoolError("this slot was released; acquire a new one")
+        pool = self._pool
+        up = method.upper()
+        return StreamContext(
+            lambda: pool._open_stream(slot, up, path, params, headers, content, json, timeout, None)
+        )
 
     def release(self) -> None:
         """Return the slot to its pool (idempotent)."""
@@ -533,6 +592,125 @@ class AtomicClientPool(PoolShell[Connection, Response]):
             return self._request(slot, method, path, params, headers, content, json, timeout)
         finally:
             self._release(slot)
+
+    # -- streams -----------------------------------------------------------
+    def stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: ParamsArg | None = None,
+        headers: HeadersArg | None = None,
+        content: ContentArg | None = None,
+        json: Any = None,
+        timeout: TimeoutArg = DEFAULT,
+        acquire_timeout: TimeoutArg = DEFAULT,
+    ) -> StreamContext:
+        """Send a request and read only its head: ``with pool.stream("GET", p) as r:``.
+
+        The body is then read with ``r.iter_bytes(chunk_size)`` (decoded),
+        ``r.iter_raw()`` (as sent), ``r.iter_lines()`` or ``r.read()``; the
+        slot is held until the block ends (or ``r.close()``). Nothing is
+        received before the consumer asks, so memory stays at one read.
+        ``timeout`` bounds the wait for the head, and then each wait for
+        more of the body (``Timeouts.read`` when the pool has one).
+        Arguments otherwise as for :meth:`request`.
+
+        Example:
+            >>> with pool.stream("GET", "/download") as r:
+            ...     for chunk in r.iter_bytes(65536):
+            ...         sink.write(chunk)
+        """
+        up = method.upper()
+        return StreamContext(
+            lambda: self._stream_call(
+                up, path, params, headers, content, json, timeout, acquire_timeout
+            )
+        )
+
+    def _stream_call(
+        self,
+        method: str,
+        path: str,
+        params: ParamsArg | None,
+        headers: HeadersArg | None,
+        content: ContentArg | None,
+        json: Any,
+        timeout: TimeoutArg,
+        acquire_timeout: TimeoutArg,
+    ) -> Response:
+        slot = None if self._core.waiters else self._pop()
+        if slot is None:
+            slot = self._wait(self._acquire_wait(timeout, acquire_timeout), None)
+        try:
+            return self._open_stream(
+                slot,
+                method,
+                path,
+                params,
+                headers,
+                content,
+                json,
+                timeout,
+                lambda: self._release(slot),
+            )
+        except BaseException:
+            self._release(slot)
+            raise
+
+    def _open_stream(
+        self,
+        slot: _TSlot,
+        method: str,
+        path: str,
+        params: ParamsArg | None,
+        headers: HeadersArg | None,
+        content: ContentArg | None,
+        json: Any,
+        timeout: TimeoutArg,
+        on_release: Callable[[], None] | None,
+    ) -> Response:
+        """Send on ``slot`` and return the response with its body source attached."""
+        config = self._config
+        try:
+            data = self._writer.build(
+                method, path, params=params, headers=headers, content=content, json=json
+            )
+            if timeout is DEFAULT:
+                timeout = self._timeout
+            timeout = check_timeout(timeout, "timeout")
+            if timeout == 0:
+                raise WriteTimeout("timeout of 0: nothing was sent")
+            deadline = None if timeout is None else monotonic() + timeout
+            read_timeout = config.read_timeout if config.read_timeout is not None else timeout
+            for attempt in (0, 1):
+                conn = slot.conn
+                if conn is None or not conn.alive:
+                    conn = self._reopen(slot, deadline)
+                elif conn.busy:
+                    raise PoolError("a request is already in flight on this slot; one at a time")
+                body = SyncBody(
+                    conn,
+                    read_timeout=read_timeout,
+                    drain_limit=config.drain_limit,
+                    decompress=config.decompress,
+                    max_size=config.max_body_size,
+                    on_release=on_release,
+                )
+                try:
+                    response = body.start(data, method, deadline)
+                except WarmlineError as exc:
+                    if attempt or not self._core.retry_stale(exc, method):
+                        raise
+                    continue  # a stale keep-alive connection: once more on a new one
+                break
+        except WarmlineError as exc:
+            self._stats.error(exc)
+            exc.with_context(origin=self._origin, method=method, path=path)
+            raise
+        self._stats.requests += 1
+        response._source = body
+        return response
 
     def _reopen(self, slot: _TSlot, deadline: float | None) -> Connection:
         """Reconnect a leased slot inline, on the caller's thread."""

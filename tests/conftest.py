@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -67,3 +69,23 @@ def nginx() -> Iterator[Server]:
 
 def fd_count() -> int:
     return len(list(Path("/proc/self/fd").iterdir()))
+
+
+@pytest.fixture(autouse=True)
+def _spin_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``WARMLINE_TEST_SPIN=50e-6 uv run pytest ...`` runs every thread-pool
+    connection in spin mode (issue 13: correctness under every existing
+    thread-pool test with spin on); CI runs the thread-pool files so once."""
+    spin = os.environ.get("WARMLINE_TEST_SPIN")
+    if not spin:
+        return
+    from warmline.sync import _pool
+
+    plain = _pool.AtomicClientPool._open
+
+    def spinning(self: _pool.AtomicClientPool, *args: Any, **kwargs: Any) -> Any:
+        conn = plain(self, *args, **kwargs)
+        conn.spin = float(spin)
+        return conn
+
+    monkeypatch.setattr(_pool.AtomicClientPool, "_open", spinning)

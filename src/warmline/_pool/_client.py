@@ -237,6 +237,7 @@ class ClientSettings:
         weight_of: WeightOf | None = None,
         decompress: bool = True,
         drain_limit: int = DEFAULT_DRAIN_LIMIT,
+        spin: float | None = None,
         follow_redirects: bool = False,
         max_redirects: int = 10,
     ) -> None:
@@ -284,6 +285,7 @@ class ClientSettings:
             "admission": self.admission,
             "decompress": decompress,
             "drain_limit": drain_limit,
+            "spin": spin,
         }
         self.warm: dict[str, tuple[str, int]] = {}
         for url, connections in (warm or {}).items():
@@ -401,6 +403,7 @@ class ClientOptions(TypedDict, total=False):
     weight_of: WeightOf | None
     decompress: bool
     drain_limit: int
+    spin: float | None
     follow_redirects: bool
     max_redirects: int
 

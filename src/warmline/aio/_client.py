@@ -6,10 +6,16 @@ import asyncio
 import time
 from collections.abc import Coroutine
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from warmline._policy import DEFAULT, TimeoutArg
-from warmline._pool._client import ClientBase, OriginState, Resilience, ResilienceStats
+from warmline._pool._client import (
+    ClientBase,
+    ClientOptions,
+    OriginState,
+    Resilience,
+    ResilienceStats,
+)
 from warmline._pool._verbs import ClientVerbs
 from warmline._redirects import Hop
 from warmline.aio._pool import ClientPool, StreamContext
@@ -17,6 +23,9 @@ from warmline.errors import PoolError, WarmlineError
 from warmline.http11 import Response
 from warmline.http11._writer import ContentArg, HeadersArg, ParamsArg
 from warmline.resilience._hedge import Hedge
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["AsyncClient"]
 
@@ -101,6 +110,11 @@ class AsyncClient(ClientBase[ClientPool], ClientVerbs[Coroutine[Any, Any, Respon
     ``retry``, ``hedge``, ``rate_limit(s)`` set, a request goes straight to
     its pool, as if they did not exist.
     """
+
+    def __init__(self, **options: Unpack[ClientOptions]) -> None:
+        if options.get("spin"):
+            raise ValueError("spin= is for the thread client (Client)")
+        super().__init__(**options)
 
     async def start(self) -> None:
         """Pre-connect the ``warm`` origins, all at once (``async with`` does it).

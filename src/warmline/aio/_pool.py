@@ -188,6 +188,8 @@ class ClientPool(PoolShell[Connection, ResponseCoro]):
 
     def __init__(self, config: PoolConfig) -> None:
         """Use :meth:`connect`; this only builds the empty pool."""
+        if config.spin:
+            raise ValueError("spin= is for the thread pool (AtomicClientPool, Client)")
         self._loop = asyncio.get_running_loop()
         super().__init__(config)
         self._healing: set[asyncio.Task[None]] = set()

@@ -34,6 +34,7 @@ import os
 import select
 import socket
 import ssl
+import sys
 from time import monotonic
 from typing import Final
 
@@ -100,6 +101,7 @@ class Connection:
         "opened_at",
         "read_timeout",
         "served",
+        "spin",
     )
 
     def __init__(self, sock: Stream, reader: ResponseReader) -> None:
@@ -115,6 +117,9 @@ class Connection:
         self._poll.register(sock, select.POLLIN)
         self.alive = True
         self.read_timeout: float | None = None  # longest gap between received bytes
+        # Seconds to poll for the response without blocking before the
+        # blocking recv (0: off); see AtomicClientPool's spin option.
+        self.spin = 0.0
         self.busy = False  # a request is in flight (one thread inside request())
         self.fd = sock.fileno()
         # Set when the connection is closed under a request in flight (slot
@@ -171,6 +176,8 @@ class Connection:
                 # (mv[:n].tobytes(): ~120 ns for 250 B, bytes(mv[:n]) ~200 ns).
                 # recv(262144) instead would malloc 256 KiB per call, which
                 # glibc serves with mmap/munmap: ~30 us more per request.
+                if self.spin:
+                    self._spin()
                 n = sock.recv_into(self._buf)
                 got = reader.feed(self._mv[:n].tobytes()) if n else self._eof(reader)
                 response = got if got is not None else self._read_rest(sock, reader)
@@ -223,6 +230,8 @@ class Connection:
             sock.sendall(data)
         except TimeoutError as exc:
             raise WriteTimeout("request not sent before the timeout") from exc
+        if self.spin:
+            self._spin()
         recv_into = sock.recv_into
         buf = self._buf
         mv = self._mv
@@ -267,6 +276,31 @@ class Connection:
         if response is None:
             raise ConnectionClosed("connection closed before a response", received_any=False)
         return response
+
+    def _spin(self) -> None:
+        # Latency mode: a fast answer is read without the scheduler's wake-up
+        # of a blocked thread, at the price of a core busy for up to ``spin``
+        # seconds per request.
+        poll = self._poll.poll
+        end = monotonic() + self.spin
+        while not poll(0) and monotonic() < end:
+            pass
+
+    def busy_poll(self, seconds: float) -> bool:
+        """Ask the kernel to busy-poll the device queue for this socket while a
+        blocking recv waits (SO_BUSY_POLL, Linux; going above
+        net.core.busy_read needs CAP_NET_ADMIN). Returns whether it took it."""
+        option = getattr(socket, "SO_BUSY_POLL", 46 if sys.platform == "linux" else None)
+        if option is None:
+            return False
+        setsockopt = getattr(self._sock, "setsockopt", None)  # not on TLS-in-TLS
+        if setsockopt is None:
+            return False
+        try:
+            setsockopt(socket.SOL_SOCKET, option, max(1, int(seconds * 1e6)))
+        except OSError:
+            return False
+        return True
 
     def readable(self) -> bool:
         """Whether the socket has something to read (or a close), without blocking."""

@@ -338,7 +338,7 @@ class AtomicClientPool(PoolShell[Connection, Response]):
 
     def _open(self, connect_timeout: TimeoutArg = DEFAULT) -> Connection:
         config = self._config
-        return open_connection(
+        conn = open_connection(
             self.origin,
             **config.connect_options(),
             connect_timeout=config.connect_timeout
@@ -346,6 +346,10 @@ class AtomicClientPool(PoolShell[Connection, Response]):
             else connect_timeout,
             reader=config.new_reader(),
         )
+        if config.spin:
+            conn.spin = config.spin
+            conn.busy_poll(config.spin)  # best effort: where the kernel allows it
+        return conn
 
     # -- the lock and the plans ------------------------------------------------
     def _locked(self, op: Callable[..., object], *args: Any) -> None:

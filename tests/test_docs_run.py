@@ -47,7 +47,7 @@ def test_every_new_guide_page_has_a_runnable_example() -> None:
 def test_example_runs(where: str, code: str) -> None:
     before = set(threading.enumerate())
     namespace = {"__name__": "__main__"}
-    exec(compile(code, where, "exec"), namespace)  # noqa: S102 - our own docs
+    exec(compile(code, where, "exec"), namespace)  # our own pages, run as written
     # Every MockServer and pool the example made has stopped its threads.
     leftover = [t for t in set(threading.enumerate()) - before if t.is_alive()]
     for thread in leftover:

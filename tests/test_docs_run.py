@@ -1,4 +1,5 @@
-"""The docs' runnable examples run, and the hot-path page's state table is the core's.
+"""The docs site builds strictly, its runnable examples run, and the hot-path
+page's state table is the core's.
 
 A ```python block of README.md or docs/*.md preceded by the line
 ``<!-- run -->`` is a whole program: it starts its own
@@ -12,6 +13,8 @@ every block.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -65,3 +68,19 @@ def test_the_state_table_is_the_cores() -> None:
         (state,) = STATE.findall(cells[0])
         documented[SlotState[state]] = frozenset(SlotState[s] for s in STATE.findall(cells[1]))
     assert documented == dict(TRANSITIONS)
+
+
+@pytest.mark.timeout(120)
+def test_the_site_builds_strictly(tmp_path: Path) -> None:
+    pytest.importorskip("mkdocstrings", reason="the docs need the dev group's mkdocstrings")
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "api" / "clients" / "index.html").exists()
+    assert (tmp_path / "hot-path" / "index.html").exists()

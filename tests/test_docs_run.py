@@ -12,6 +12,7 @@ every block.
 
 from __future__ import annotations
 
+import gc
 import re
 import subprocess
 import sys
@@ -51,6 +52,8 @@ def test_example_runs(where: str, code: str) -> None:
     before = set(threading.enumerate())
     namespace = {"__name__": "__main__"}
     exec(compile(code, where, "exec"), namespace)  # our own pages, run as written
+    namespace.clear()
+    gc.collect()  # a socket the example leaked warns here, under its own name
     # Every MockServer and pool the example made has stopped its threads.
     leftover = [t for t in set(threading.enumerate()) - before if t.is_alive()]
     for thread in leftover:

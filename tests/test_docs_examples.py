@@ -2,9 +2,10 @@
 
 Each ``python`` block must compile (top-level ``await`` allowed), and every
 ``warmline.<name>`` (and ``warmline.contrib.<module>``) it names must exist,
-so a renamed or removed API breaks this test instead of the docs. The blocks
-talk to example hosts, so they are not run here; docs/testing.md's examples
-run in tests/test_mockserver.py.
+so a renamed or removed API breaks this test instead of the docs. Most
+blocks talk to example hosts, so they are not run here; the blocks marked
+``<!-- run -->`` start their own MockServer and run in
+tests/test_docs_run.py.
 """
 
 from __future__ import annotations

@@ -195,6 +195,10 @@ class Connection:
         if self._interrupted is not None:
             self.close()  # closed under us just as the response completed
             raise self._interrupted
+        if not self.alive:
+            # close() ran on another thread while we were busy: it only shut
+            # the socket down (to wake us); the close itself is ours.
+            self.close()
         self.served = True
         if not reader.keep_alive:
             # Connection: close, HTTP/1.0, or a close-delimited body: RFC 9112

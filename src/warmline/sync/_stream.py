@@ -218,8 +218,10 @@ class SyncBody:
         conn = self._conn
         conn.busy = False
         conn.served = True
-        if eof or not self._reader.keep_alive:
-            conn.close()  # Connection: close, a close-delimited body, extra bytes
+        if eof or not self._reader.keep_alive or not conn.alive:
+            # Connection: close, a close-delimited body, extra bytes; or
+            # closed by another thread while busy (it only shut it down).
+            conn.close()
 
     def _close_conn(self) -> None:
         conn = self._conn

@@ -135,3 +135,16 @@ def test_one_shot_helpers(granian: Server) -> None:
     assert r.json()["method"] == "PUT"
     with pytest.raises(warmline.InvalidRequest):
         warmline.get("not a url")
+
+
+@pytest.mark.timeout(30)
+def test_raise_for_status_and_is_success(granian: Server) -> None:
+    with warmline.Client() as client:
+        ok = client.get(granian.url + "/small")
+        assert ok.is_success and ok.raise_for_status() is ok
+        missing = client.get(granian.url + "/no-such-path")
+        assert missing.status == 404 and not missing.is_success
+        with pytest.raises(warmline.HTTPStatusError) as info:
+            missing.raise_for_status()
+        assert info.value.status == 404 and info.value.response is missing
+        assert "404" in str(info.value)

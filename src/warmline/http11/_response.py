@@ -12,7 +12,7 @@ import json as _json
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
-from warmline.errors import DecodingError, StreamClosed
+from warmline.errors import DecodingError, HTTPStatusError, StreamClosed
 from warmline.http11._decoders import Decoder, make_decoder
 from warmline.http11._headers import Headers
 
@@ -210,6 +210,30 @@ class Response:
     def ok(self) -> bool:
         """Whether the status is below 400."""
         return self.status < 400
+
+    @property
+    def is_success(self) -> bool:
+        """Whether the status is 2xx."""
+        return 200 <= self.status < 300
+
+    def raise_for_status(self) -> Response:
+        """Raise HTTPStatusError for a 4xx or 5xx status; return self otherwise.
+
+        Example:
+            >>> r = await client.get(url)            # doctest: +SKIP
+            >>> data = r.raise_for_status().json()   # doctest: +SKIP
+        """
+        status = self.status
+        if status < 400:
+            return self
+        kind = "client error" if status < 500 else "server error"
+        raise HTTPStatusError(
+            f"{kind} {status} {self.reason}".rstrip(),
+            status=status,
+            response=self,
+            origin=None,
+            path=self.url,
+        )
 
     @property
     def charset(self) -> str | None:

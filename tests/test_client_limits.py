@@ -179,11 +179,6 @@ def test_a_dead_origin_does_not_delay_a_healthy_one(flavour: Flavour, server: Co
             sock.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10 bug: close() does not end a request in its connect phase; it runs "
-    "on to its connect timeout and ends in ConnectTimeout, not PoolClosed (both shells)",
-)
 @pytest.mark.timeout(20)
 def test_close_ends_requests_that_are_connecting(flavour: Flavour) -> None:
     port, holes = blackhole_listener()

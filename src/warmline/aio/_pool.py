@@ -193,6 +193,9 @@ class ClientPool(PoolShell[Connection, ResponseCoro]):
         self._loop = asyncio.get_running_loop()
         super().__init__(config)
         self._healing: set[asyncio.Task[None]] = set()
+        # Connects a caller waits for (a cold slot's first use, an inline
+        # reconnect): close() cancels them, and their callers get PoolClosed.
+        self._connecting: set[asyncio.Task[Connection]] = set()
         self._failure_log = FailureLog()
         self._sweeper: asyncio.TimerHandle | None = None
         self._pinger: asyncio.TimerHandle | None = None
@@ -308,6 +311,23 @@ class ClientPool(PoolShell[Connection, ResponseCoro]):
             raise
         finally:
             self._release(slot)
+
+    async def _open_for_caller(self, slot: _ASlot, deadline: float | None) -> Connection:
+        """Open a connection a request waits for; ends with PoolClosed at close()."""
+        task = self._loop.create_task(
+            self._open_conn(slot, self._connect_budget(deadline, self._loop.time()))
+        )
+        self._connecting.add(task)
+        try:
+            return await task
+        except asyncio.CancelledError:
+            me = asyncio.current_task()
+            if task.cancelled() and self._core.closed and not (me and me.cancelling()):
+                raise PoolClosed("pool closed while connecting", origin=self._origin) from None
+            task.cancel()  # the caller itself was cancelled
+            raise
+        finally:
+            self._connecting.discard(task)
 
     async def _open_conn(self, slot: _ASlot, connect_timeout: TimeoutArg = DEFAULT) -> Connection:
         config = self._config
@@ -478,7 +498,7 @@ class ClientPool(PoolShell[Connection, ResponseCoro]):
         """Open an empty slot's connection for its caller (a lazy slot's first use)."""
         core = self._core
         try:
-            conn = await self._open_conn(slot, self._connect_budget(deadline, self._loop.time()))
+            conn = await self._open_for_caller(slot, deadline)
         except BaseException as exc:
             plan: Plan[Connection] = Plan()
             core.open_failed(slot, self._loop.time(), plan)
@@ -626,7 +646,7 @@ class ClientPool(PoolShell[Connection, ResponseCoro]):
             slot.conn.close()
             slot.conn = None
         try:
-            conn = await self._open_conn(slot, self._connect_budget(deadline, self._loop.time()))
+            conn = await self._open_for_caller(slot, deadline)
         except WarmlineError:
             self._stats.reconnect_failures += 1
             raise
@@ -822,7 +842,7 @@ class ClientPool(PoolShell[Connection, ResponseCoro]):
         for conn in in_flight:
             conn.close(closed)
         self._carry_out(plan)
-        tasks = list(self._healing)
+        tasks: list[asyncio.Task[Any]] = [*self._healing, *self._connecting]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -390,6 +390,7 @@ def open_connection(
     tcp_keepalive: bool = False,
     read_timeout: float | None = None,
     proxy: Proxy | None = None,
+    connecting: set[socket.socket] | None = None,
 ) -> Connection:
     """Open a blocking connection to ``origin`` (TCP, TLS or Unix socket).
 
@@ -420,7 +421,7 @@ def open_connection(
         return conn
     deadline = None if connect_timeout is None else monotonic() + connect_timeout
     try:
-        sock = _connect_socket(origin, connect_timeout, local_address, tcp_keepalive)
+        sock = _connect_socket(origin, connect_timeout, local_address, tcp_keepalive, connecting)
         try:
             if tls is not None:
                 if deadline is not None:
@@ -476,6 +477,7 @@ def _connect_socket(
     connect_timeout: float | None,
     local_address: LocalAddress,
     tcp_keepalive: bool,
+    connecting: set[socket.socket] | None = None,
 ) -> socket.socket:
     if origin.uds is not None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -486,7 +488,9 @@ def _connect_socket(
             sock.close()
             raise
         return sock
-    sock = _connect_tcp(origin.host, origin.port, connect_timeout, local_addr(local_address))
+    sock = _connect_tcp(
+        origin.host, origin.port, connect_timeout, local_addr(local_address), connecting
+    )
     try:
         tune(sock, tcp_keepalive=tcp_keepalive)
     except BaseException:
@@ -496,7 +500,11 @@ def _connect_socket(
 
 
 def _connect_tcp(
-    host: str, port: int, connect_timeout: float | None, bind: tuple[str, int] | None
+    host: str,
+    port: int,
+    connect_timeout: float | None,
+    bind: tuple[str, int] | None,
+    connecting: set[socket.socket] | None = None,
 ) -> socket.socket:
     """Connect to the first address of ``host`` that answers, all within
     ``connect_timeout``: the name is resolved again on every call (a
@@ -515,6 +523,10 @@ def _connect_tcp(
                 raise TimeoutError(f"not connected within {connect_timeout} s")
             share = left / (len(infos) - i)
         sock = socket.socket(family, kind, proto)
+        if connecting is not None:
+            # The pool's close() shuts these down: on Linux that ends a
+            # connect() in progress at once (ECONNRESET).
+            connecting.add(sock)
         try:
             sock.settimeout(share)
             if bind is not None:
@@ -527,5 +539,8 @@ def _connect_tcp(
         except BaseException:
             sock.close()
             raise
+        finally:
+            if connecting is not None:
+                connecting.discard(sock)
         return sock
     raise error

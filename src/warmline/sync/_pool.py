@@ -49,6 +49,7 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import socket
 import threading
 import weakref
 from collections.abc import Callable
@@ -221,6 +222,8 @@ class AtomicClientPool(PoolShell[Connection, Response]):
         """
         super().__init__(config)
         self._lock = lock if lock is not None else threading.Lock()
+        # Sockets in connect() (ours: healing, inline): close() ends them.
+        self._connecting: set[socket.socket] = set()
         self._gc_released: list[_TSlot] = []
         self._failure_log = FailureLog()
         self._worker: threading.Thread | None = None
@@ -345,6 +348,7 @@ class AtomicClientPool(PoolShell[Connection, Response]):
             if connect_timeout is DEFAULT
             else connect_timeout,
             reader=config.new_reader(),
+            connecting=self._connecting,
         )
         if config.spin:
             conn.spin = config.spin
@@ -497,6 +501,8 @@ class AtomicClientPool(PoolShell[Connection, Response]):
         except BaseException as exc:
             self._locked(self._core.open_failed, slot, monotonic())
             if isinstance(exc, WarmlineError):
+                if self._core.closed:  # close() ended the connect
+                    raise self._count(PoolClosed("pool closed while connecting")) from exc
                 self._count(exc)
             raise
         self._watch_conn(slot, conn)
@@ -727,7 +733,9 @@ class AtomicClientPool(PoolShell[Connection, Response]):
             slot.conn = None
         try:
             conn = self._open(self._connect_budget(deadline, monotonic()))
-        except WarmlineError:
+        except WarmlineError as exc:
+            if self._core.closed:  # close() ended the connect
+                raise PoolClosed("pool closed while connecting") from exc
             self._stats.reconnect_failures += 1
             raise
         if self._core.closed or slot.state is not IN_USE:
@@ -836,6 +844,9 @@ class AtomicClientPool(PoolShell[Connection, Response]):
         closed = PoolClosed("pool closed", origin=self._origin)
         for conn in in_flight:
             conn.close(closed)
+        for sock in list(self._connecting):  # ends their connect() at once
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
         self._carry_out(plan, closed)
         if self._wake_w >= 0:
             with contextlib.suppress(OSError):

@@ -13,6 +13,7 @@ import ssl
 from collections.abc import Mapping
 from typing import Any, TypedDict
 
+from warmline._hooks import Hooks
 from warmline._policy import Backoff, KeepWarm, Origin, Timeouts
 from warmline._pool import Admission, PoolCore, check_timeout
 from warmline._sockopts import LocalAddress
@@ -102,6 +103,14 @@ class PoolOptions(TypedDict, total=False):
                 to be at most this many bytes and arrives within 0.5 s (it
                 is read and dropped); otherwise the connection is closed and
                 its slot reconnects. Default 64 KiB.
+            hooks: A :class:`warmline.Hooks`: callbacks at each phase of a
+                request and on connection, heal and keep-warm events (see
+                :mod:`warmline._hooks`). None (the default) costs nothing:
+                the request path is the same code as without the option.
+            latency: Keep latency histograms (acquire wait, time to first
+                byte, total) in ``stats().histograms``. Off by default: it
+                costs ~0.4 us per request (three records, ~130 ns each),
+                2-4 % of a pooled GET's client CPU.
     """
 
     base_path: str
@@ -128,6 +137,8 @@ class PoolOptions(TypedDict, total=False):
     trust_env: bool
     decompress: bool
     drain_limit: int
+    hooks: Hooks | None
+    latency: bool
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -159,6 +170,8 @@ class PoolConfig:
     proxy: Proxy | None = None
     decompress: bool = True
     drain_limit: int = DEFAULT_DRAIN_LIMIT
+    hooks: Hooks | None = None
+    latency: bool = False
 
     @classmethod
     def build(
@@ -191,6 +204,8 @@ class PoolConfig:
         trust_env: bool = False,
         decompress: bool = True,
         drain_limit: int = DEFAULT_DRAIN_LIMIT,
+        hooks: Hooks | None = None,
+        latency: bool = False,
     ) -> PoolConfig:
         """Validate the options of ``connect()``.
 
@@ -231,6 +246,10 @@ class PoolConfig:
             raise TypeError(f"reconnect must be a warmline.Backoff, got {reconnect!r}")
         if not isinstance(decompress, bool):
             raise TypeError(f"decompress must be a bool, got {decompress!r}")
+        if hooks is not None and not isinstance(hooks, Hooks):
+            raise TypeError(f"hooks must be a warmline.Hooks, got {hooks!r}")
+        if not isinstance(latency, bool):
+            raise TypeError(f"latency must be a bool, got {latency!r}")
         if not keep_alive:
             # RFC 9112 §9.6: tell the server this connection ends here.
             headers = {**dict(headers or {}), "Connection": "close"}
@@ -272,6 +291,8 @@ class PoolConfig:
             proxy=chosen,
             decompress=decompress,
             drain_limit=drain_limit,
+            hooks=hooks,
+            latency=latency,
         )
 
     def new_core(self) -> PoolCore[Any]:

@@ -220,7 +220,11 @@ def test_a_stale_retry_reports_both_attempts(flavour: str) -> None:
 
                 pool.call_soon(two())
             assert pool.stats().stale_retries == 1
-            b = [(n, ev) for n, ev, _ in log.calls if isinstance(ev, RequestEvent) and ev.path == "/b"]
+            b = [
+                (n, ev)
+                for n, ev, _ in log.calls
+                if isinstance(ev, RequestEvent) and ev.path == "/b"
+            ]
             assert [n for n, _ in b] == [
                 "on_request_start",
                 "on_slot_acquired",
@@ -429,7 +433,7 @@ def test_client_stats_have_histograms_per_origin(kind: str, recorder: Recorder) 
 
 
 def test_bad_options_are_type_errors() -> None:
-    with pytest.raises(TypeError, match="hooks must be a warmline.Hooks"):
+    with pytest.raises(TypeError, match=r"hooks must be a warmline\.Hooks"):
         warmline.AtomicClientPool.connect("http://127.0.0.1:9", hooks=print)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="latency must be a bool"):
         warmline.AtomicClientPool.connect("http://127.0.0.1:9", latency=1)  # type: ignore[arg-type]

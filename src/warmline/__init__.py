@@ -8,6 +8,17 @@ asyncio, ``AtomicClientPool`` for threads, on one sans-I/O HTTP/1.1 core.
 from importlib.metadata import PackageNotFoundError, version
 
 from warmline._config import PoolOptions
+from warmline._histogram import LatencyHistogram
+from warmline._hooks import (
+    CloseReason,
+    CompositeHooks,
+    ConnectionEvent,
+    HealEvent,
+    Hooks,
+    KeepWarmEvent,
+    PhaseTimings,
+    RequestEvent,
+)
 from warmline._oneshot import delete, get, head, options, patch, post, put, request
 from warmline._policy import Backoff, KeepWarm, Limits, PoolStats, Timeouts
 from warmline._stats_view import stats_table
@@ -63,6 +74,16 @@ __all__ = [
     "PoolOptions",
     "PoolStats",
     "stats_table",
+    # observing: hooks and latency histograms
+    "CloseReason",
+    "CompositeHooks",
+    "ConnectionEvent",
+    "HealEvent",
+    "Hooks",
+    "KeepWarmEvent",
+    "LatencyHistogram",
+    "PhaseTimings",
+    "RequestEvent",
     # HTTP/1.1
     "Headers",
     "RequestWriter",

@@ -13,6 +13,7 @@ import ssl
 from collections.abc import Mapping
 from typing import Any, TypedDict
 
+from warmline._hooks import Hooks
 from warmline._policy import Backoff, KeepWarm, Origin, Timeouts
 from warmline._pool import Admission, PoolCore, check_timeout
 from warmline._sockopts import LocalAddress
@@ -109,6 +110,14 @@ class PoolOptions(TypedDict, total=False):
                 kernel for SO_BUSY_POLL where it allows it. Trades CPU (a
                 core spins for up to ``spin`` per request) for latency. Off
                 (None) by default; the asyncio pool refuses it.
+            hooks: A :class:`warmline.Hooks`: callbacks at each phase of a
+                request and on connection, heal and keep-warm events (see
+                :mod:`warmline._hooks`). None (the default) costs nothing:
+                the request path is the same code as without the option.
+            latency: Keep latency histograms (acquire wait, time to first
+                byte, total) in ``stats().histograms``. Off by default: it
+                costs ~0.4 us per request (three records, ~130 ns each),
+                2-4 % of a pooled GET's client CPU.
     """
 
     base_path: str
@@ -136,6 +145,8 @@ class PoolOptions(TypedDict, total=False):
     decompress: bool
     drain_limit: int
     spin: float | None
+    hooks: Hooks | None
+    latency: bool
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -168,6 +179,8 @@ class PoolConfig:
     decompress: bool = True
     drain_limit: int = DEFAULT_DRAIN_LIMIT
     spin: float = 0.0
+    hooks: Hooks | None = None
+    latency: bool = False
 
     @classmethod
     def build(
@@ -201,6 +214,8 @@ class PoolConfig:
         decompress: bool = True,
         drain_limit: int = DEFAULT_DRAIN_LIMIT,
         spin: float | None = None,
+        hooks: Hooks | None = None,
+        latency: bool = False,
     ) -> PoolConfig:
         """Validate the options of ``connect()``.
 
@@ -245,6 +260,10 @@ class PoolConfig:
             raise TypeError(f"reconnect must be a warmline.Backoff, got {reconnect!r}")
         if not isinstance(decompress, bool):
             raise TypeError(f"decompress must be a bool, got {decompress!r}")
+        if hooks is not None and not isinstance(hooks, Hooks):
+            raise TypeError(f"hooks must be a warmline.Hooks, got {hooks!r}")
+        if not isinstance(latency, bool):
+            raise TypeError(f"latency must be a bool, got {latency!r}")
         if not keep_alive:
             # RFC 9112 §9.6: tell the server this connection ends here.
             headers = {**dict(headers or {}), "Connection": "close"}
@@ -287,6 +306,8 @@ class PoolConfig:
             decompress=decompress,
             drain_limit=drain_limit,
             spin=spin or 0.0,
+            hooks=hooks,
+            latency=latency,
         )
 
     def new_core(self) -> PoolCore[Any]:

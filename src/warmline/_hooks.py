@@ -24,21 +24,30 @@ callback                   event               when
 One :class:`RequestEvent` is made per request and the same object goes to each
 of that request's callbacks, updated in place; copy what you keep.
 
-Cost: with ``hooks=None`` the shells test ``hooks is not None`` once per
-request and build no event. A hooks object with some callbacks set costs one
-event per request plus those callbacks; :attr:`Hooks.present` names them.
+Cost: with ``hooks=None`` a pool runs the very same request code as without
+the option (the hooked path is bound on the pool instance only when hooks or
+histograms are set; callgrind, ``benchmarks/hotpath.py``: per-request
+instructions unchanged). A hooks object with request callbacks costs one
+event per request plus those callbacks (``warmline bench`` prints the ratio);
+:attr:`Hooks.present` names them. Callbacks read once, when the pool is made
+(or ``instrument()`` adds hooks): assigning one later has no effect on it.
 
 Contract for the shells (one request; ``t0`` = clock at the call):
 ``on_request_start`` first, before acquiring, and before the request is
 serialised (so ``extra_headers`` can be sent); ``on_slot_acquired`` once a slot
-is held (``conn_id``, ``acquire_wait``; 0.0 on a slot already held);
-``on_request_written`` after the bytes went to the socket (``write``);
-``on_response_head`` once the head is parsed (``status``, ``ttfb``); then
-exactly one of ``on_response_end`` (``total``) or ``on_error`` (``error``,
-``total``; cancellation included). On a stale retry: ``on_stale_retry`` with
-``attempt`` now 2, then ``on_slot_acquired``/``on_request_written``/
-``on_response_head`` again for the new attempt. Each redirect hop is its own
-request (its own event). Every call goes through :func:`safe_call`.
+is held (``conn_id``, ``acquire_wait``; 0.0 on a slot already held). Then,
+once the plain request has returned or raised (the pools time the phases
+from the connection's reader, not by calling out mid-request), in this
+order: ``on_request_written`` (``write``) if the request was handed to a
+connection; ``on_response_head`` (``status``, ``ttfb``); then exactly one of
+``on_response_end`` (``total``) or ``on_error`` (``error``, ``total``;
+cancellation included), so every timing is already filled in when
+``on_response_head`` runs. On a stale retry: ``on_request_written`` for the
+first attempt, ``on_stale_retry`` with ``attempt`` now 2 and the new
+``conn_id``, then ``on_request_written`` again and the rest for the new
+attempt (same slot: no second ``on_slot_acquired``). Each redirect hop is its
+own request (its own event). Streamed requests (``stream()``) are not
+reported yet. Every call goes through :func:`safe_call`.
 
 Failure policy (:func:`safe_call`): a hook that raises never breaks the
 request. The exception is logged on the ``warmline`` logger at WARNING with
@@ -112,11 +121,13 @@ class PhaseTimings:
     Attributes:
         acquire_wait: From the call until a slot was held (0.0 on a slot
             already held).
-        write: From the slot held until the request's bytes were handed to
-            the socket (on a stale retry: the last attempt's).
-        ttfb: From the request written until the response head was parsed
-            (server time plus the network; on a stale retry: the last
-            attempt's).
+        write: From the slot held until the request was handed to its
+            connection, just before the socket write (on a stale retry: until
+            the last attempt's, so the failed attempt and the reconnect count
+            here).
+        ttfb: From then until the first byte of the response arrived (the
+            socket write, server time and the network; on a stale retry: the
+            last attempt's).
         total: From the call until the response ended or the request failed.
     """
 

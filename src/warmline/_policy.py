@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from warmline._histogram import LatencyHistogram
 from warmline.errors import InvalidRequest
 
 __all__ = [
@@ -225,6 +226,10 @@ class PoolStats:
         stale_retries: Idempotent requests re-sent after meeting a stale connection.
         acquire_waits: ``acquire()`` calls that had to wait for a slot.
         keep_warm_pings: Background keep-warm requests sent (not in ``requests``).
+        hook_errors: Hook callbacks that raised (the requests went on).
+        histograms: Latency histograms by phase (``acquire_wait``, ``ttfb``,
+            ``total``; seconds) of the requests that got a response, when the
+            pool was made with ``latency=True``; copies, yours to keep.
         ready: Slots ready now.
         in_use: Slots handed out now.
         reconnecting: Slots being healed now.
@@ -242,11 +247,22 @@ class PoolStats:
     reconnecting: int
     size: int
     keep_warm_pings: int = 0
+    hook_errors: int = 0
+    histograms: Mapping[str, LatencyHistogram] = dataclasses.field(default_factory=dict)
 
-    def as_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the counters, and each histogram's count, min, mean,
+        p50/p90/p99/p99.9 and max in seconds (``LatencyHistogram.to_dict``)."""
+        out = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in ("errors", "histograms")
+        }
         out["errors"] = dict(self.errors)
+        out["histograms"] = {name: h.to_dict() for name, h in self.histograms.items()}
         return out
+
+    as_dict = to_dict  # the earlier name
 
 
 class StatsCounters:
@@ -260,6 +276,7 @@ class StatsCounters:
     __slots__ = (
         "acquire_waits",
         "errors",
+        "hook_errors",
         "keep_warm_pings",
         "reconnect_failures",
         "reconnects",
@@ -275,6 +292,7 @@ class StatsCounters:
         self.stale_retries = 0
         self.acquire_waits = 0
         self.keep_warm_pings = 0
+        self.hook_errors = 0
 
     def error(self, exc: BaseException) -> None:
         name = type(exc).__name__
@@ -289,6 +307,7 @@ class StatsCounters:
             stale_retries=self.stale_retries,
             acquire_waits=self.acquire_waits,
             keep_warm_pings=self.keep_warm_pings,
+            hook_errors=self.hook_errors,
             ready=ready,
             in_use=in_use,
             reconnecting=reconnecting,

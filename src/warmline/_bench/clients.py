@@ -21,6 +21,7 @@ coding and do nothing else. No HTTP client can do less work per request.
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.util
 import io
 import json
@@ -124,6 +125,32 @@ CLIENTS: dict[str, ClientInfo] = {
             "warmline",
             "AtomicClientPool.connect(url, connections=conc) shared by the threads;"
             " new connection: an AtomicClientPool(connections=1) per request",
+        ),
+        ClientInfo(
+            "warmline+latency",
+            "async",
+            "warmline",
+            "as warmline, with latency=True (histograms of acquire wait, ttfb, total):"
+            " its 'CPU vs warmline' is the cost of the histograms",
+        ),
+        ClientInfo(
+            "warmline+hook",
+            "async",
+            "warmline",
+            "as warmline, with hooks=Hooks(on_response_end=<no-op>):"
+            " its 'CPU vs warmline' is the cost of one no-op hook",
+        ),
+        ClientInfo(
+            "warmline-threads+latency",
+            "sync",
+            "warmline",
+            "as warmline-threads, with latency=True",
+        ),
+        ClientInfo(
+            "warmline-threads+hook",
+            "sync",
+            "warmline",
+            "as warmline-threads, with hooks=Hooks(on_response_end=<no-op>)",
         ),
         ClientInfo(
             "warmline-client",
@@ -472,7 +499,22 @@ def _raw_exchange(sock: socket.socket, data: bytes) -> Result:
 
 
 # ------------------------------------------------------------------- warmline
-async def _warmline(target: Target) -> tuple[list[AsyncCall], AsyncClose]:
+def _observing(variant: str) -> dict[str, Any]:
+    """The pool options of a ``warmline+latency`` / ``warmline+hook`` variant."""
+    import warmline
+
+    if variant == "latency":
+        return {"latency": True}
+    if variant == "hook":
+        return {"hooks": warmline.Hooks(on_response_end=_no_op)}
+    return {}
+
+
+def _no_op(event: Any) -> None:
+    return None
+
+
+async def _warmline(target: Target, variant: str = "") -> tuple[list[AsyncCall], AsyncClose]:
     import warmline
 
     if target.fresh:
@@ -495,8 +537,11 @@ async def _warmline(target: Target) -> tuple[list[AsyncCall], AsyncClose]:
 
         return [fresh(o) for o in target.origins], nothing
 
+    extra = _observing(variant)
     pools = [
-        await warmline.ClientPool.connect(o, connections=target.conc, tls=target.tls_for(o))
+        await warmline.ClientPool.connect(
+            o, connections=target.conc, tls=target.tls_for(o), **extra
+        )
         for o in target.origins
     ]
 
@@ -516,7 +561,7 @@ async def _warmline(target: Target) -> tuple[list[AsyncCall], AsyncClose]:
     return [bind(p) for p in pools], close
 
 
-def _warmline_threads(target: Target) -> tuple[list[SyncCall], SyncClose]:
+def _warmline_threads(target: Target, variant: str = "") -> tuple[list[SyncCall], SyncClose]:
     import warmline
 
     if target.fresh:
@@ -536,8 +581,11 @@ def _warmline_threads(target: Target) -> tuple[list[SyncCall], SyncClose]:
 
         return [fresh(o) for o in target.origins], lambda: None
 
+    extra = _observing(variant)
     pools = [
-        warmline.AtomicClientPool.connect(o, connections=target.conc, tls=target.tls_for(o))
+        warmline.AtomicClientPool.connect(
+            o, connections=target.conc, tls=target.tls_for(o), **extra
+        )
         for o in target.origins
     ]
 
@@ -826,6 +874,8 @@ def _httpx_sync(target: Target) -> tuple[list[SyncCall], SyncClose]:
 
 _ASYNC: dict[str, Callable[[Target], Awaitable[tuple[list[AsyncCall], AsyncClose]]]] = {
     "warmline": _warmline,
+    "warmline+latency": functools.partial(_warmline, variant="latency"),
+    "warmline+hook": functools.partial(_warmline, variant="hook"),
     "warmline-client": _warmline_client,
     "raw-proto": _raw_proto,
     "aiohttp": _aiohttp,
@@ -834,6 +884,8 @@ _ASYNC: dict[str, Callable[[Target], Awaitable[tuple[list[AsyncCall], AsyncClose
 }
 _SYNC: dict[str, Callable[[Target], tuple[list[SyncCall], SyncClose]]] = {
     "warmline-threads": _warmline_threads,
+    "warmline-threads+latency": functools.partial(_warmline_threads, variant="latency"),
+    "warmline-threads+hook": functools.partial(_warmline_threads, variant="hook"),
     "warmline-client-threads": _warmline_client_threads,
     "raw-socket": _raw_socket,
     "urllib3": _urllib3,

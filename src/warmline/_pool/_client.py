@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Generic, TypedDict, TypeVar
 
 from warmline._config import DEFAULT_DRAIN_LIMIT, PoolConfig, choose_proxy
+from warmline._hooks import Hooks
 from warmline._policy import DEFAULT, Backoff, KeepWarm, Limits, Origin, PoolStats, Timeouts
 from warmline._pool._core import Admission, check_timeout
 from warmline._redirects import Hop, next_hop, sensitive_names
@@ -240,6 +241,8 @@ class ClientSettings:
         spin: float | None = None,
         follow_redirects: bool = False,
         max_redirects: int = 10,
+        hooks: Hooks | None = None,
+        latency: bool = False,
     ) -> None:
         if not isinstance(follow_redirects, bool):
             raise TypeError(f"follow_redirects must be a bool, got {follow_redirects!r}")
@@ -286,6 +289,8 @@ class ClientSettings:
             "decompress": decompress,
             "drain_limit": drain_limit,
             "spin": spin,
+            "hooks": hooks,
+            "latency": latency,
         }
         self.warm: dict[str, tuple[str, int]] = {}
         for url, connections in (warm or {}).items():
@@ -406,6 +411,8 @@ class ClientOptions(TypedDict, total=False):
     spin: float | None
     follow_redirects: bool
     max_redirects: int
+    hooks: Hooks | None
+    latency: bool
 
 
 class ClientBase(Generic[P]):

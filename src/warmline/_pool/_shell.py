@@ -8,10 +8,15 @@ them and add only how they wait, release and talk to sockets.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+from time import monotonic
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
+from warmline._hooks import CompositeHooks, Hooks
 from warmline._policy import DEFAULT, PoolStats, TimeoutArg
 from warmline._pool._core import C, PoolCore, Slot, check_timeout
+from warmline._pool._observe import Observer, TimedReader
 from warmline._pool._verbs import PoolVerbs, SlotVerbs
 from warmline.errors import PoolError, WarmlineError
 from warmline.http11._writer import ContentArg, HeadersArg, ParamsArg
@@ -20,6 +25,8 @@ if TYPE_CHECKING:
     from warmline._config import PoolConfig
 
 __all__ = ["RELEASED_IN_FLIGHT", "Lease", "PoolShell"]
+
+log = logging.getLogger("warmline")
 
 RELEASED_IN_FLIGHT: Final = "the slot was released while its request was in flight"
 
@@ -40,6 +47,89 @@ class PoolShell(PoolVerbs[R], Generic[C, R]):
         self._core: PoolCore[C] = config.new_core()
         self._core.shell = self
         self._stats = self._core.stats
+        self._observer: Observer | None = None
+        if config.hooks is not None or config.latency:
+            self._observe(config.hooks, config.latency)
+
+    # -- hooks and histograms (see warmline._pool._observe) ---------------------------
+    def _observe(self, hooks: Hooks | None, latency: bool) -> Observer:
+        """Set up (or update) the observer; bind the hooked request path if needed.
+
+        The hooked ``_request``/``_call`` are bound on the instance, shadowing
+        the class's plain methods: a pool without hooks or histograms runs the
+        plain ones and tests nothing per request.
+        """
+        obs = self._observer
+        if obs is None:
+            loop = getattr(self, "_loop", None)
+            obs = Observer(
+                self._config, self._core, hooks, latency, monotonic if loop is None else loop.time
+            )
+            self._observer = obs
+        else:
+            if latency and obs.histograms is None:
+                obs.histograms = Observer(self._config, self._core, None, True).histograms
+            obs.set_hooks(hooks)
+        if obs.requests_on:
+            object.__setattr__(self, "_request", self._request_hooked)
+            object.__setattr__(self, "_call", self._call_hooked)
+            self._time_idle_connections(obs)
+        return obs
+
+    def _time_idle_connections(self, obs: Observer) -> None:
+        # Connections opened before the hooks have plain readers: give the
+        # idle ones a timed reader now (a reader between responses holds no
+        # state worth keeping), so their phases are timed too.
+        for slot in list(self._core.ready):
+            conn = slot.conn
+            reader = getattr(conn, "_reader", None)
+            plain = reader is not None and not isinstance(reader, TimedReader)
+            if plain and not getattr(conn, "busy", False) and getattr(conn, "alive", False):
+                conn._reader = obs.new_reader()  # type: ignore[union-attr]
+
+    def _add_hooks(self, hooks: Hooks) -> None:
+        """Add ``hooks`` to the pool's own (``warmline.contrib.otel.instrument``)."""
+        obs = self._observer
+        mine = None if obs is None else obs.hooks
+        self._observe(
+            hooks if mine is None else CompositeHooks(mine, hooks),
+            obs is not None and obs.histograms is not None,
+        )
+
+    def _conn_observer(self) -> Observer | None:
+        """The observer of a connection opened now: None unless hooks, histograms,
+        or DEBUG logging (looked at here, once per connection)."""
+        obs = self._observer
+        if obs is None and log.isEnabledFor(logging.DEBUG):
+            obs = self._observe(None, False)
+        return obs
+
+    def _request_hooked(
+        self,
+        slot: Slot[C],
+        method: str,
+        path: str,
+        params: ParamsArg | None,
+        headers: HeadersArg | None,
+        content: ContentArg | None,
+        json: Any,
+        timeout: TimeoutArg,
+        lease: object,
+    ) -> R:
+        raise NotImplementedError
+
+    def _call_hooked(
+        self,
+        method: str,
+        path: str,
+        params: ParamsArg | None,
+        headers: HeadersArg | None,
+        content: ContentArg | None,
+        json: Any,
+        timeout: TimeoutArg,
+        acquire_timeout: TimeoutArg,
+    ) -> R:
+        raise NotImplementedError
 
     def _request(
         self,
@@ -100,8 +190,14 @@ class PoolShell(PoolVerbs[R], Generic[C, R]):
         return self._core.waiters
 
     def stats(self) -> PoolStats:
-        """A snapshot of the counters and the current slot states."""
-        return self._core.snapshot()
+        """A snapshot of the counters and the current slot states (and copies
+        of the latency histograms with ``latency=True``)."""
+        snap = self._core.snapshot()
+        obs = self._observer
+        if obs is not None and obs.histograms is not None:
+            copies = {name: h.copy() for name, h in obs.histograms.items()}
+            snap = dataclasses.replace(snap, histograms=copies)
+        return snap
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._core.describe()}>"

@@ -105,6 +105,11 @@ class AsyncClient(ClientBase[ClientPool], ClientVerbs[Coroutine[Any, Any, Respon
             with their extras) and send ``Accept-Encoding`` for them (on by
             default; see :class:`warmline.PoolOptions`). ``content`` is the
             decoded body, ``raw_content`` the bytes as sent.
+        hooks: A :class:`warmline.Hooks` given to every origin's pool
+            (callbacks per request phase and per connection event; a
+            redirect hop is a request of its own). None costs nothing.
+        latency: Latency histograms per origin in ``stats()`` (off by
+            default; see :class:`warmline.PoolOptions`).
 
     Counters of retries and hedges: :meth:`resilience_stats`. With none of
     ``retry``, ``hedge``, ``rate_limit(s)`` set, a request goes straight to

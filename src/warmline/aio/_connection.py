@@ -24,7 +24,9 @@ import weakref
 from collections.abc import Callable
 from typing import Any, cast
 
+from warmline._hooks import CloseReason
 from warmline._policy import Origin
+from warmline._pool._observe import next_conn_id
 from warmline._sockopts import LocalAddress, local_addr, tune
 from warmline._tls import describe_tls_error
 from warmline.connectors import Proxy
@@ -350,6 +352,75 @@ class ReadTimedConnection(Connection):
         return waiter
 
 
+class ObservedConnection(Connection):
+    """A Connection that reports its close, once, with the reason, to its pool's
+    observer (hooks, DEBUG log; :mod:`warmline._pool._observe`). Chosen at open
+    time when the pool has one; the plain class pays nothing for it.
+
+    Every way a connection ends goes through ``_kill`` (or ``connection_lost``
+    for a peer's close); the methods that know why note the reason first.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        reader: ResponseReader,
+        on_lost: Callable[[Connection], None] | None = None,
+    ) -> None:
+        super().__init__(loop, reader, on_lost)
+        self.conn_id = next_conn_id()
+        self.observer: Any = None
+        self._close_reason: CloseReason | None = None
+        self._close_error: BaseException | None = None
+        self._reported = False
+
+    def _note(self, reason: CloseReason, error: BaseException | None = None) -> None:
+        if self._close_reason is None:
+            self._close_reason, self._close_error = reason, error
+
+    def _report(self) -> None:
+        if self._reported or self.observer is None or self._transport is None:
+            return
+        self._reported = True
+        reason = self._close_reason
+        if reason is None:  # killed by data_received (no keep-alive) or by send()
+            reader = self._reader
+            keep = reader.keep_alive and not reader.leftover
+            reason = CloseReason.PEER_CLOSED if keep else CloseReason.CONNECTION_CLOSE
+        self.observer.closed(self, reason, self._close_error)
+
+    def _kill(self) -> None:
+        super()._kill()
+        self._report()
+
+    def abandon(self) -> None:
+        self._note(CloseReason.NOT_REUSABLE)
+        super().abandon()
+
+    def _expire(self, exc: WarmlineError) -> None:
+        self._note(CloseReason.NOT_REUSABLE, exc)
+        super()._expire(exc)
+
+    def _fail(self, exc: WarmlineError) -> None:
+        self._note(CloseReason.PROTOCOL_ERROR, exc)
+        super()._fail(exc)
+
+    def close(self, error: WarmlineError | None = None) -> None:
+        if not self._reported and self.observer is not None:
+            self._note(*self.observer.classify(self, error))
+        super().close(error)
+        self._report()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._note(CloseReason.PEER_CLOSED, exc)
+        super().connection_lost(exc)
+        self._report()
+
+
+class ObservedReadTimedConnection(ReadTimedConnection, ObservedConnection):
+    """An observed connection with a read timeout."""
+
+
 async def open_connection(
     origin: Origin,
     *,
@@ -361,8 +432,12 @@ async def open_connection(
     tcp_keepalive: bool = False,
     read_timeout: float | None = None,
     proxy: Proxy | None = None,
+    observer: Any = None,
 ) -> Connection:
     """Open a connection to ``origin`` (TCP, TLS or Unix socket), maybe via ``proxy``.
+
+    With an ``observer`` (the pool's, see :mod:`warmline._pool._observe`) the
+    connection is an :class:`ObservedConnection` that reports its close.
 
     The proxy's tunnel (if any) opens here, once per connection, within
     ``connect_timeout``; a proxy is ignored for a Unix-socket origin.
@@ -375,12 +450,18 @@ async def open_connection(
     """
     loop = asyncio.get_running_loop()
 
-    cls = Connection if read_timeout is None else ReadTimedConnection
+    cls: type[Connection]
+    if observer is None:
+        cls = Connection if read_timeout is None else ReadTimedConnection
+    else:
+        cls = ObservedConnection if read_timeout is None else ObservedReadTimedConnection
 
     def factory() -> Connection:
         conn = cls(loop, reader, on_lost)
         conn.tcp_keepalive = tcp_keepalive
         conn.read_timeout = read_timeout
+        if observer is not None:
+            conn.observer = observer  # type: ignore[attr-defined]
         return conn
 
     if proxy is not None and origin.uds is None:

@@ -14,16 +14,19 @@ import asyncio
 import contextlib
 from asyncio.events import _get_running_loop
 from collections.abc import Awaitable, Callable, Coroutine, Generator
+from time import monotonic
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from warmline._config import PoolConfig, PoolOptions
+from warmline._hooks import RequestEvent
 from warmline._policy import (
     DEFAULT,
     FailureLog,
     TimeoutArg,
 )
 from warmline._pool import Plan, Slot, Waiter, check_timeout, connect_verdict
+from warmline._pool._observe import Observer
 from warmline._pool._shell import RELEASED_IN_FLIGHT, Lease, PoolShell
 from warmline._pool._state import HEALING, IN_USE, OPENING, READY
 from warmline.aio._connection import Connection, open_connection
@@ -298,19 +301,26 @@ class ClientPool(PoolShell[Connection, ResponseCoro]):
         conn = slot.conn
         connect_timeout = self._config.connect_timeout
         deadline = self._loop.time() + (connect_timeout or 5.0)
+        started = monotonic()
+        status: int | None = None
+        error: WarmlineError | None = None
         try:
             waiter = None if conn is None else conn.send(data, method, deadline)
-            if waiter is not None:
-                await waiter
+            if waiter is None:
+                error = ConnectionClosed("connection closed before the keep-warm ping")
+            else:
+                status = (await waiter).status
                 self._stats.keep_warm_pings += 1
-        except WarmlineError:
-            pass  # the connection is dead: the release below heals it
+        except WarmlineError as exc:
+            error = exc  # the connection is dead: the release below heals it
         except asyncio.CancelledError:
             if conn is not None:
                 conn.abandon()
             raise
         finally:
             self._release(slot)
+        if self._observer is not None:
+            self._observer.keep_warm(conn, status, monotonic() - started, error)
 
     async def _open_for_caller(self, slot: _ASlot, deadline: float | None) -> Connection:
         """Open a connection a request waits for; ends with PoolClosed at close()."""
@@ -335,15 +345,28 @@ class ClientPool(PoolShell[Connection, ResponseCoro]):
         def on_lost(conn: Connection) -> None:
             self._on_lost(slot, conn)
 
-        return await open_connection(
+        if connect_timeout is DEFAULT:
+            connect_timeout = config.connect_timeout
+        obs = self._conn_observer()
+        if obs is None:
+            return await open_connection(
+                self.origin,
+                **config.connect_options(),
+                connect_timeout=connect_timeout,
+                reader=config.new_reader(),
+                on_lost=on_lost,
+            )
+        started = monotonic()
+        conn = await open_connection(
             self.origin,
             **config.connect_options(),
-            connect_timeout=config.connect_timeout
-            if connect_timeout is DEFAULT
-            else connect_timeout,
-            reader=config.new_reader(),
+            connect_timeout=connect_timeout,
+            reader=obs.new_reader(),
             on_lost=on_lost,
+            observer=obs,
         )
+        obs.opened(conn, monotonic() - started)
+        return conn
 
     def _on_lost(self, slot: _ASlot, conn: Connection) -> None:
         # A ready slot whose connection died while idle (server closed it,
@@ -665,12 +688,17 @@ class ClientPool(PoolShell[Connection, ResponseCoro]):
             if delay > 0:
                 await asyncio.sleep(delay)
                 continue
+            started = monotonic()
             try:
                 conn = await self._open_conn(slot)
             except WarmlineError as exc:
                 failures = core.open_failed(slot, loop.time(), Plan())
                 self._failure_log.failure(self.origin, exc, failures)
+                if self._observer is not None:
+                    self._observer.heal(None, failures, monotonic() - started, exc)
                 continue
+            if self._observer is not None:
+                self._observer.heal(conn, 0, monotonic() - started, None)
             plan: Plan[Connection] = Plan()
             core.opened(slot, conn, loop.time(), plan)
             self._carry_out(plan)
@@ -698,6 +726,101 @@ class ClientPool(PoolShell[Connection, ResponseCoro]):
             )
         finally:
             self._release(slot)
+
+    # -- the hooked request path (bound on the instance; see _pool/_observe) ------
+    async def _request_hooked(
+        self,
+        slot: _ASlot,
+        method: str,
+        path: str,
+        params: ParamsArg | None,
+        headers: HeadersArg | None,
+        content: ContentArg | None,
+        json: Any,
+        timeout: TimeoutArg,
+        lease: object,
+    ) -> Response:
+        obs = self._observer
+        assert obs is not None
+        t0 = monotonic()
+        event, headers = obs.begin(method, path, headers)
+        obs.acquired(event, slot.conn, 0.0)
+        return await self._observed(
+            obs, event, t0, t0, slot, method, path, params, headers, content, json, timeout, lease
+        )
+
+    async def _call_hooked(
+        self,
+        method: str,
+        path: str,
+        params: ParamsArg | None,
+        headers: HeadersArg | None,
+        content: ContentArg | None,
+        json: Any,
+        timeout: TimeoutArg,
+        acquire_timeout: TimeoutArg,
+    ) -> Response:
+        obs = self._observer
+        assert obs is not None
+        t0 = monotonic()
+        event, headers = obs.begin(method, path, headers)
+        try:
+            if _get_running_loop() is not self._loop:
+                raise self._wrong_loop()
+            slot = None if self._core.waiters else self._pop()
+            if slot is None:
+                slot = await self._wait(self._acquire_wait(timeout, acquire_timeout))
+        except BaseException as exc:
+            obs.failed(event, t0, None, None, None, exc)
+            raise
+        t1 = monotonic()
+        obs.acquired(event, slot.conn, t1 - t0)
+        try:
+            return await self._observed(
+                obs,
+                event,
+                t0,
+                t1,
+                slot,
+                method,
+                path,
+                params,
+                headers,
+                content,
+                json,
+                timeout,
+                None,
+            )
+        finally:
+            self._release(slot)
+
+    async def _observed(
+        self,
+        obs: Observer,
+        event: RequestEvent,
+        t0: float,
+        t1: float,
+        slot: _ASlot,
+        method: str,
+        path: str,
+        params: ParamsArg | None,
+        headers: HeadersArg | None,
+        content: ContentArg | None,
+        json: Any,
+        timeout: TimeoutArg,
+        lease: object,
+    ) -> Response:
+        """The plain request on a held slot, its phases reported around it."""
+        first = slot.conn
+        try:
+            response = await ClientPool._request(
+                self, slot, method, path, params, headers, content, json, timeout, lease
+            )
+        except BaseException as exc:  # cancellation included
+            obs.failed(event, t0, t1, first, slot.conn, exc)
+            raise
+        obs.done(event, t0, t1, first, slot.conn, response)
+        return response
 
     # -- streams -----------------------------------------------------------
     def stream(

@@ -19,6 +19,8 @@ client semantic conventions:
 - the histogram ``http.client.request.duration`` (seconds) recorded once per
   request, with the same low-cardinality attributes (no URL).
 
+:func:`instrument` does both for a pool or client that already exists.
+
 :func:`observe` adds the pool gauges as observable instruments:
 ``http.client.open_connections`` (``http.connection.state`` = ``idle`` for
 ready slots, ``active`` for slots in use) and ``warmline.pool.reconnecting``,
@@ -42,9 +44,9 @@ except ImportError as exc:  # tests/test_contrib_extras.py
         "warmline.contrib.otel needs opentelemetry-api: pip install 'warmline[otel]'"
     ) from exc
 
-from warmline._hooks import Hooks, RequestEvent
+from warmline._hooks import CompositeHooks, Hooks, RequestEvent
 
-__all__ = ["OtelHooks", "observe", "request_attributes", "traceparent"]
+__all__ = ["OtelHooks", "instrument", "observe", "request_attributes", "traceparent"]
 
 _SCOPE = "warmline"
 # The semantic conventions' advice for http.client.request.duration, with
@@ -313,7 +315,8 @@ class _Observed:
                 snap = source.stats()
             except Exception:  # a closed or broken source is skipped, not fatal
                 continue
-            per_origin = getattr(snap, "origins", None)
+            # A client's stats() maps origins to its pools' stats.
+            per_origin = snap if isinstance(snap, Mapping) else getattr(snap, "origins", None)
             pairs = (
                 per_origin.items()
                 if isinstance(per_origin, Mapping)
@@ -386,3 +389,52 @@ def _observed_for(meter_provider: MeterProvider | None) -> _Observed:
     else:
         _observed_by_provider[meter_provider] = observed
     return observed
+
+
+# -- instrument ---------------------------------------------------------------------
+
+
+def instrument(
+    client_or_pool: Any,
+    tracer_provider: TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
+    **options: Any,
+) -> OtelHooks:
+    """Trace and measure an existing pool or client: spans, duration, pool gauges.
+
+    Adds an :class:`OtelHooks` to the hooks it already has (both are called,
+    yours first; see ``CompositeHooks``), to every pool of a client and to
+    the pools it makes later, and registers its slots with :func:`observe`.
+    Requests already in flight are not traced; connections opened before it
+    report no open or close events (their requests are timed all the same).
+
+    Example:
+        >>> client = warmline.AsyncClient()
+        >>> warmline.contrib.otel.instrument(client)   # global providers
+
+    Args:
+        client_or_pool: A ``ClientPool``, ``AtomicClientPool``,
+            ``AsyncClient`` or ``Client``.
+        tracer_provider: Where spans go; the global provider when None.
+        meter_provider: Where the metrics go; the global provider when None.
+        **options: Passed on to :class:`OtelHooks` (``inject``, ``redact_query``).
+
+    Returns:
+        The hooks added (to call, say, ``on_error`` yourself in tests).
+
+    Raises:
+        TypeError: Not a warmline pool or client.
+    """
+    hooks = OtelHooks(tracer_provider, meter_provider, **options)
+    settings = getattr(client_or_pool, "_settings", None)
+    if settings is not None:  # a client: its pools to come, then those it has
+        mine = settings._options.get("hooks")
+        settings._options["hooks"] = hooks if mine is None else CompositeHooks(mine, hooks)
+        for pool in list(client_or_pool._pools.values()):
+            pool._add_hooks(hooks)
+    elif callable(getattr(client_or_pool, "_add_hooks", None)):
+        client_or_pool._add_hooks(hooks)
+    else:
+        raise TypeError(f"instrument() takes a warmline pool or client, got {client_or_pool!r}")
+    observe(client_or_pool, meter_provider)
+    return hooks

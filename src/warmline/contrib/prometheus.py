@@ -287,8 +287,8 @@ def _snapshots(source: Any, origin: str | None) -> list[tuple[str, Any]]:
     except Exception as exc:  # one broken source must not fail the whole scrape
         log.debug("warmline: stats() of %r failed during a scrape: %s", source, exc)
         return []
-    per_origin = getattr(snap, "origins", None)
-    if isinstance(per_origin, Mapping):
+    per_origin = snap if isinstance(snap, Mapping) else getattr(snap, "origins", None)
+    if isinstance(per_origin, Mapping):  # a client: its pools' stats by origin
         return [(str(k), v) for k, v in per_origin.items()]
     if origin is None:
         origin = str(getattr(source, "origin", "") or type(source).__name__)

@@ -36,9 +36,11 @@ import socket
 import ssl
 import sys
 from time import monotonic
-from typing import Final
+from typing import Any, Final
 
+from warmline._hooks import CloseReason
 from warmline._policy import Origin
+from warmline._pool._observe import close_reason_of, next_conn_id
 from warmline._sockopts import LocalAddress, local_addr, tune
 from warmline._tls import describe_tls_error
 from warmline.connectors import Proxy
@@ -380,6 +382,62 @@ class Connection:
             os.close(self._sock.detach())
 
 
+class ObservedConnection(Connection):
+    """A Connection that reports its close, once, with the reason, to its pool's
+    observer (hooks, DEBUG log; :mod:`warmline._pool._observe`). Chosen at open
+    time when the pool has one; the plain class pays nothing for it.
+
+    A close inside ``request()`` (a failure, ``Connection: close``) is
+    reported when ``request()`` ends, with the reason its outcome gives; a
+    close from the pool with the reason the observer finds.
+    """
+
+    __slots__ = ("_in_request", "_pending", "_reported", "conn_id", "observer")
+
+    def __init__(self, sock: Stream, reader: ResponseReader) -> None:
+        super().__init__(sock, reader)
+        self.conn_id = next_conn_id()
+        self.observer: Any = None
+        self._in_request = False
+        self._pending: tuple[CloseReason, BaseException | None] | None = None
+        self._reported = False
+
+    def _report(self, reason: CloseReason, error: BaseException | None) -> None:
+        if self._reported or self.observer is None:
+            return
+        self._reported = True
+        self.observer.closed(self, reason, error)
+
+    def request(self, *args: Any, **kwargs: Any) -> Response:
+        self._in_request = True
+        try:
+            response = super().request(*args, **kwargs)
+        except BaseException as exc:
+            self._in_request = False
+            if not self.alive:
+                self._report(*(self._pending or (close_reason_of(exc), exc)))
+            raise
+        self._in_request = False
+        if not self.alive:  # Connection: close, HTTP/1.0, a close-delimited body
+            self._report(*(self._pending or (CloseReason.CONNECTION_CLOSE, None)))
+        return response
+
+    def close(self, error: WarmlineError | None = None) -> None:
+        if not self._reported and self._pending is None and self.observer is not None:
+            if self._in_request:
+                if error is not None:  # from another thread, under a request in flight
+                    self._pending = self.observer.classify(self, error)
+            else:
+                self._pending = self.observer.classify(self, error)
+        super().close(error)
+        if not self._in_request and self._pending is not None:
+            self._report(*self._pending)
+
+    def forget(self) -> None:
+        super().forget()
+        self._report(CloseReason.FORK, None)
+
+
 def open_connection(
     origin: Origin,
     *,
@@ -391,6 +449,7 @@ def open_connection(
     read_timeout: float | None = None,
     proxy: Proxy | None = None,
     connecting: set[socket.socket] | None = None,
+    observer: Any = None,
 ) -> Connection:
     """Open a blocking connection to ``origin`` (TCP, TLS or Unix socket).
 
@@ -406,18 +465,23 @@ def open_connection(
         read_timeout: The longest gap allowed between received bytes.
         proxy: Go through this proxy (the tunnel, if any, opens here, once
             per connection); ignored for a Unix-socket origin.
+        observer: The pool's observer: the connection is then an
+            :class:`ObservedConnection`, which reports its close.
 
     Raises:
         ConnectTimeout: Not connected within ``connect_timeout``.
         ConnectError: Refused, unreachable, unresolvable, or TLS failed.
         ProxyError: The proxy is unreachable or refused (``status`` set).
     """
+    cls = Connection if observer is None else ObservedConnection
     if proxy is not None and origin.uds is None:
-        conn = Connection(
+        conn = cls(
             _open_via_proxy(origin, proxy, tls, connect_timeout, local_address, tcp_keepalive),
             reader,
         )
         conn.read_timeout = read_timeout
+        if observer is not None:
+            conn.observer = observer  # type: ignore[attr-defined]
         return conn
     deadline = None if connect_timeout is None else monotonic() + connect_timeout
     try:
@@ -439,8 +503,10 @@ def open_connection(
         raise ConnectError(describe_tls_error(exc), origin=str(origin)) from exc
     except OSError as exc:
         raise ConnectError(f"cannot connect: {exc}", origin=str(origin)) from exc
-    conn = Connection(sock, reader)
+    conn = cls(sock, reader)
     conn.read_timeout = read_timeout
+    if observer is not None:
+        conn.observer = observer  # type: ignore[attr-defined]
     return conn
 
 

@@ -58,16 +58,19 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
 from warmline._config import PoolConfig, PoolOptions
+from warmline._hooks import RequestEvent
 from warmline._policy import (
     DEFAULT,
     FailureLog,
     TimeoutArg,
 )
 from warmline._pool import Plan, Slot, Waiter, check_timeout, connect_verdict
+from warmline._pool._observe import Observer
 from warmline._pool._shell import RELEASED_IN_FLIGHT, Lease, PoolShell
 from warmline._pool._state import IN_USE, OPENING
 from warmline.errors import (
     ConnectError,
+    ConnectionClosed,
     PoolClosed,
     PoolError,
     PoolTimeout,
@@ -341,15 +344,20 @@ class AtomicClientPool(PoolShell[Connection, Response]):
 
     def _open(self, connect_timeout: TimeoutArg = DEFAULT) -> Connection:
         config = self._config
+        if connect_timeout is DEFAULT:
+            connect_timeout = config.connect_timeout
+        obs = self._conn_observer()
+        started = monotonic()
         conn = open_connection(
             self.origin,
             **config.connect_options(),
-            connect_timeout=config.connect_timeout
-            if connect_timeout is DEFAULT
-            else connect_timeout,
-            reader=config.new_reader(),
+            connect_timeout=connect_timeout,
+            reader=config.new_reader() if obs is None else obs.new_reader(),
             connecting=self._connecting,
+            observer=obs,
         )
+        if obs is not None:
+            obs.opened(conn, monotonic() - started)
         if config.spin:
             conn.spin = config.spin
             conn.busy_poll(config.spin)  # best effort: where the kernel allows it
@@ -603,6 +611,86 @@ class AtomicClientPool(PoolShell[Connection, Response]):
         finally:
             self._release(slot)
 
+    # -- the hooked request path (bound on the instance; see _pool/_observe) ------
+    def _request_hooked(
+        self,
+        slot: _TSlot,
+        method: str,
+        path: str,
+        params: ParamsArg | None,
+        headers: HeadersArg | None,
+        content: ContentArg | None,
+        json: Any,
+        timeout: TimeoutArg,
+        lease: object = None,
+    ) -> Response:
+        obs = self._observer
+        assert obs is not None
+        t0 = monotonic()
+        event, headers = obs.begin(method, path, headers)
+        obs.acquired(event, slot.conn, 0.0)
+        return self._observed(
+            obs, event, t0, t0, slot, method, path, params, headers, content, json, timeout
+        )
+
+    def _call_hooked(
+        self,
+        method: str,
+        path: str,
+        params: ParamsArg | None,
+        headers: HeadersArg | None,
+        content: ContentArg | None,
+        json: Any,
+        timeout: TimeoutArg,
+        acquire_timeout: TimeoutArg,
+    ) -> Response:
+        obs = self._observer
+        assert obs is not None
+        t0 = monotonic()
+        event, headers = obs.begin(method, path, headers)
+        try:
+            slot = None if self._core.waiters else self._pop()
+            if slot is None:
+                slot = self._wait(self._acquire_wait(timeout, acquire_timeout), None)
+        except BaseException as exc:
+            obs.failed(event, t0, None, None, None, exc)
+            raise
+        t1 = monotonic()
+        obs.acquired(event, slot.conn, t1 - t0)
+        try:
+            return self._observed(
+                obs, event, t0, t1, slot, method, path, params, headers, content, json, timeout
+            )
+        finally:
+            self._release(slot)
+
+    def _observed(
+        self,
+        obs: Observer,
+        event: RequestEvent,
+        t0: float,
+        t1: float,
+        slot: _TSlot,
+        method: str,
+        path: str,
+        params: ParamsArg | None,
+        headers: HeadersArg | None,
+        content: ContentArg | None,
+        json: Any,
+        timeout: TimeoutArg,
+    ) -> Response:
+        """The plain request on a held slot, its phases reported around it."""
+        first = slot.conn
+        try:
+            response = AtomicClientPool._request(
+                self, slot, method, path, params, headers, content, json, timeout
+            )
+        except BaseException as exc:
+            obs.failed(event, t0, t1, first, slot.conn, exc)
+            raise
+        obs.done(event, t0, t1, first, slot.conn, response)
+        return response
+
     # -- streams -----------------------------------------------------------
     def stream(
         self,
@@ -781,6 +869,7 @@ class AtomicClientPool(PoolShell[Connection, Response]):
                 return None
             due = core.due(monotonic())
         for i, slot in enumerate(due):
+            started = monotonic()
             try:
                 conn = self._open()
             except Exception as exc:  # not only WarmlineError: the worker must survive
@@ -791,7 +880,11 @@ class AtomicClientPool(PoolShell[Connection, Response]):
                 with self._lock:
                     failures = [core.open_failed(s, now, Plan()) for s in due[i:]]
                 self._failure_log.failure(self.origin, exc, max(failures))
+                if self._observer is not None:
+                    self._observer.heal(None, max(failures), now - started, exc)
                 break
+            if self._observer is not None:
+                self._observer.heal(conn, 0, monotonic() - started, None)
             self._watch_conn(slot, conn)
             self._locked(core.opened, slot, conn, monotonic())
         if core.keep_warm is not None:
@@ -808,14 +901,22 @@ class AtomicClientPool(PoolShell[Connection, Response]):
         """One keep-warm request, on the worker, on a slot the core took off the stack."""
         method, data = self._config.ping()
         conn = slot.conn
+        started = monotonic()
+        status: int | None = None
+        error: WarmlineError | None = None
         try:
             if conn is not None and conn.alive:
-                conn.request(data, method, monotonic() + (self._config.connect_timeout or 5.0))
+                deadline = started + (self._config.connect_timeout or 5.0)
+                status = conn.request(data, method, deadline).status
                 self._stats.keep_warm_pings += 1
-        except WarmlineError:
-            pass  # the connection is dead: the release below heals it
+            else:
+                error = ConnectionClosed("connection closed before the keep-warm ping")
+        except WarmlineError as exc:
+            error = exc  # the connection is dead: the release below heals it
         finally:
             self._release(slot)
+        if self._observer is not None:
+            self._observer.keep_warm(conn, status, monotonic() - started, error)
 
     def _on_events(self, events: list[tuple[int, int]]) -> None:
         now = monotonic()

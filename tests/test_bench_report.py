@@ -6,6 +6,7 @@ positive and consistent with each other.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -183,6 +184,59 @@ def test_each_proxy_scenario_is_compared_with_its_direct_twin() -> None:
     assert direct_twins(with_tls, Options(tls=True)) == {"proxy-tls": "get"}
     # Without its twin in the run, a proxy scenario has no "CPU vs direct".
     assert direct_twins([s for s in SCENARIOS if s.key != "get"], Options()) == {"proxy-tls": "tls"}
+
+
+def test_a_missing_proxy_drops_its_scenario_with_the_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from warmline._bench import proxies, runner
+
+    monkeypatch.setattr(proxies, "_tinyproxy_path", lambda: None)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "pproxy" else real_find_spec(name, *a),
+    )
+    assert "apt-get install tinyproxy" in (proxies.missing_reason("connect") or "")
+    assert "pip install pproxy" in (proxies.missing_reason("forward") or "")
+    servers = runner.Servers("nginx", "1", ["http://127.0.0.1:1"], [], {})
+    runner._start_proxies(SCENARIOS, servers, runner.SilentProgress())
+    assert servers.processes == [] and servers.proxies == {}
+    kept = runner._runnable(SCENARIOS, servers)
+    assert [s.key for s in kept] == [s.key for s in SCENARIOS if s.proxy is None]
+    skipped = runner._skipped(SCENARIOS, servers)
+    assert [s["scenario"] for s in skipped] == ["proxy", "proxy-tls"]
+    assert "pproxy is not installed" in skipped[0]["reason"]
+    assert "tinyproxy is not installed" in skipped[1]["reason"]
+
+
+def test_a_client_that_cannot_tunnel_leaves_that_scenario_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from warmline._bench import runner
+
+    monkeypatch.setattr(runner, "missing_reason", lambda name, loop: None)
+    servers = runner.Servers(
+        "nginx",
+        "1",
+        ["http://127.0.0.1:1"],
+        ["https://127.0.0.1:2"],
+        {"small": runner.Endpoint("/small", (100, 100))},
+        proxies={"forward": "http://127.0.0.1:3", "connect": "http://127.0.0.1:4"},
+    )
+    chosen = [s for s in SCENARIOS if s.key in ("get", "proxy", "proxy-tls")]
+    groups, missing = runner._plan(
+        runner.Options(clients=["aiosonic", "warmline"]), chosen, servers
+    )
+    ran = {(g.client, c["scenario"]) for g in groups for c in g.cases}
+    assert ("aiosonic", "proxy") in ran and ("aiosonic", "proxy-tls") not in ran
+    assert ("warmline", "proxy-tls") in ran
+    assert {m["client"] for m in missing} == {"aiosonic"}
+    assert all(m["reason"].startswith("proxy-tls: aiosonic sends CONNECT") for m in missing)
+    tunnel = next(c for g in groups for c in g.cases if c["scenario"] == "proxy-tls")
+    assert tunnel["proxy"] == "http://127.0.0.1:4"
+    assert tunnel["origins"] == ["https://127.0.0.1:2"]
 
 
 # ------------------------------------------------------------------ end to end

@@ -48,6 +48,7 @@ __all__ = [
     "missing_reason",
     "parse_response",
     "unknown_names",
+    "unsupported",
 ]
 
 Result = tuple[int, bytes]
@@ -221,6 +222,18 @@ def missing_reason(name: str, loop: str) -> str | None:
     for module in (info.module, "uvloop" if loop == "uvloop" else None):
         if module and importlib.util.find_spec(module) is None:
             return f"{module} is not installed"
+    return None
+
+
+def unsupported(name: str, proxy: str | None, tls: bool) -> str | None:
+    """Why client ``name`` cannot run a scenario through ``proxy``, or None.
+
+    aiosonic 1.3 puts the port twice in its CONNECT target when the origin
+    is not on port 443 or 80 (``CONNECT 127.0.0.1:8443:8443``), which every
+    proxy refuses; the bench's origins are on free ports.
+    """
+    if name == "aiosonic" and proxy is not None and tls:
+        return "aiosonic sends CONNECT host:port:port for an origin on a port other than 443"
     return None
 
 

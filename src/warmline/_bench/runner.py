@@ -42,7 +42,7 @@ from typing import IO, Any, Protocol
 from urllib.parse import urlsplit
 
 from warmline._bench import proxies
-from warmline._bench.clients import CLIENTS, ORDER, missing_reason
+from warmline._bench.clients import CLIENTS, ORDER, missing_reason, unsupported
 from warmline._server import launch
 
 __all__ = [
@@ -546,7 +546,7 @@ def _cases(
 def _plan(
     opts: Options, scenarios: Sequence[Scenario], servers: Servers
 ) -> tuple[list[Group], list[dict[str, str]]]:
-    """The groups to run, and a line for each client that is not installed."""
+    """The groups to run, and a line for each client (or client's scenario) left out."""
     groups, missing = [], []
     for name in opts.clients or list(CLIENTS):
         info = CLIENTS[name]
@@ -555,7 +555,14 @@ def _plan(
             if reason is not None:
                 missing.append({"client": name, "loop": loop, "reason": reason})
                 continue
-            cases = _cases(opts, info.kind, scenarios, servers)
+            own = []
+            for sc in scenarios:
+                why = unsupported(name, sc.proxy, sc.tls or opts.tls)
+                if why is None:
+                    own.append(sc)
+                else:
+                    missing.append({"client": name, "loop": loop, "reason": f"{sc.key}: {why}"})
+            cases = _cases(opts, info.kind, own, servers)
             if cases:
                 groups.append(Group(name, loop, cases))
     return groups, missing

@@ -93,8 +93,9 @@ def _bench_epilog() -> str:
         [
             _wrap(
                 f"Run length: by default every installed client runs every scenario "
-                f"{DEFAULT_ROUNDS} times, interleaved (about 4 minutes on a 2-core "
-                f"machine: 229 s measured with every client installed); --quick runs "
+                f"{DEFAULT_ROUNDS} times, interleaved (about 5 minutes on a 2-core "
+                f"machine: 318 s measured with every client and both proxies installed); "
+                f"--quick runs "
                 f"{QUICK_ROUNDS} round with shorter cases, under a minute."
             ),
             "",

@@ -6,6 +6,7 @@ positive and consistent with each other.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -17,7 +18,14 @@ import pytest
 from warmline._bench import report as reports
 from warmline._bench.child import percentile
 from warmline._bench.clients import parse_response
-from warmline._bench.runner import MICRO_MODULES, SCENARIO_KEYS, summarise
+from warmline._bench.runner import (
+    MICRO_MODULES,
+    SCENARIO_KEYS,
+    SCENARIOS,
+    Options,
+    direct_twins,
+    summarise,
+)
 
 
 # ------------------------------------------------------------------ pure parts
@@ -96,6 +104,7 @@ def fake_report() -> dict[str, Any]:
         "scenarios": [
             {"key": "get", "title": "GET", "tls": False, "fanout": False},
             {"key": "post", "title": "POST", "tls": False, "fanout": False},
+            {"key": "proxy", "title": "PROXY", "tls": False, "fanout": False},
         ],
         "rows": [
             row("warmline", "uvloop", "get", 1),
@@ -103,8 +112,11 @@ def fake_report() -> dict[str, Any]:
             row("warmline", "uvloop", "get", 16),
             row("warmline", "uvloop", "post", 1),
             row("httpx", "uvloop", "post", 1, error="boom", rps=None, problems=["boom"]),
+            row("warmline", "uvloop", "proxy", 1, direct_ratio=1.02),
+            row("aiohttp", "uvloop", "proxy", 1, direct_ratio=None),
         ],
         "missing": [{"client": "pycurl", "loop": "sync", "reason": "pycurl is not installed"}],
+        "skipped": [{"scenario": "proxy-tls", "reason": "tinyproxy is not installed"}],
         "micro": [
             {"module": "objpool", "rows": [{"name": "take/put", "ns_per_op": 41.5, "ratio": 0.5}]},
             {"module": "http11_parse", "unavailable": "ModuleNotFoundError: nope"},
@@ -128,7 +140,7 @@ def test_markdown_is_well_formed(tmp_path: Path) -> None:
         elif tables and tables[-1]:
             tables.append([])
     tables = [t for t in tables if t]
-    assert len(tables) == 3  # get, post, micro objpool
+    assert len(tables) == 4  # get, post, proxy, micro objpool
     for table in tables:
         widths = {line.count("|") - line.count("\\|") for line in table}
         assert len(widths) == 1, table
@@ -136,6 +148,13 @@ def test_markdown_is_well_formed(tmp_path: Path) -> None:
     assert len(get_table) == 2 + 3  # header, alignment, one line per row
     assert "| aiohttp | uvloop | 1 | 1,000 | 125.0 | 2.50x |" in get_table[3]
     assert "pycurl (sync): pycurl is not installed" in text
+    assert "scenario proxy-tls: tinyproxy is not installed" in text
+    # "CPU vs direct" only where a row has it: the proxy table.
+    assert "CPU vs direct" not in get_table[0]
+    proxy_table = tables[2]
+    assert "| CPU vs direct |" in proxy_table[0]
+    assert "| 1.00x | 1.02x |" in proxy_table[2]
+    assert "| 1.00x | - |" in proxy_table[3]
     assert "http11_parse: micro-benchmarks not available" in text
     assert "httpx uvloop: boom (in post)" in text
 
@@ -156,6 +175,68 @@ def test_terminal_output(tmp_path: Path) -> None:
     text = console.export_text()
     assert "aiohttp" in text and "2.50x" in text
     assert "micro-benchmarks not available" in text
+
+
+def test_each_proxy_scenario_is_compared_with_its_direct_twin() -> None:
+    assert direct_twins(SCENARIOS, Options()) == {"proxy": "get", "proxy-tls": "tls"}
+    # --tls: every origin is https, get is the direct TLS row.
+    with_tls = [s for s in SCENARIOS if s.key not in ("tls", "newconn-tls", "proxy")]
+    assert direct_twins(with_tls, Options(tls=True)) == {"proxy-tls": "get"}
+    # Without its twin in the run, a proxy scenario has no "CPU vs direct".
+    assert direct_twins([s for s in SCENARIOS if s.key != "get"], Options()) == {"proxy-tls": "tls"}
+
+
+def test_a_missing_proxy_drops_its_scenario_with_the_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from warmline._bench import proxies, runner
+
+    monkeypatch.setattr(proxies, "_tinyproxy_path", lambda: None)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "pproxy" else real_find_spec(name, *a),
+    )
+    assert "apt-get install tinyproxy" in (proxies.missing_reason("connect") or "")
+    assert "pip install pproxy" in (proxies.missing_reason("forward") or "")
+    servers = runner.Servers("nginx", "1", ["http://127.0.0.1:1"], [], {})
+    runner._start_proxies(SCENARIOS, servers, runner.SilentProgress())
+    assert servers.processes == [] and servers.proxies == {}
+    kept = runner._runnable(SCENARIOS, servers)
+    assert [s.key for s in kept] == [s.key for s in SCENARIOS if s.proxy is None]
+    skipped = runner._skipped(SCENARIOS, servers)
+    assert [s["scenario"] for s in skipped] == ["proxy", "proxy-tls"]
+    assert "pproxy is not installed" in skipped[0]["reason"]
+    assert "tinyproxy is not installed" in skipped[1]["reason"]
+
+
+def test_a_client_that_cannot_tunnel_leaves_that_scenario_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from warmline._bench import runner
+
+    monkeypatch.setattr(runner, "missing_reason", lambda name, loop: None)
+    servers = runner.Servers(
+        "nginx",
+        "1",
+        ["http://127.0.0.1:1"],
+        ["https://127.0.0.1:2"],
+        {"small": runner.Endpoint("/small", (100, 100))},
+        proxies={"forward": "http://127.0.0.1:3", "connect": "http://127.0.0.1:4"},
+    )
+    chosen = [s for s in SCENARIOS if s.key in ("get", "proxy", "proxy-tls")]
+    groups, missing = runner._plan(
+        runner.Options(clients=["aiosonic", "warmline"]), chosen, servers
+    )
+    ran = {(g.client, c["scenario"]) for g in groups for c in g.cases}
+    assert ("aiosonic", "proxy") in ran and ("aiosonic", "proxy-tls") not in ran
+    assert ("warmline", "proxy-tls") in ran
+    assert {m["client"] for m in missing} == {"aiosonic"}
+    assert all(m["reason"].startswith("proxy-tls: aiosonic sends CONNECT") for m in missing)
+    tunnel = next(c for g in groups for c in g.cases if c["scenario"] == "proxy-tls")
+    assert tunnel["proxy"] == "http://127.0.0.1:4"
+    assert tunnel["origins"] == ["https://127.0.0.1:2"]
 
 
 # ------------------------------------------------------------------ end to end
@@ -191,12 +272,17 @@ def test_quick_run_has_one_row_per_client_and_case(quick_run: tuple[Path, dict[s
     assert data == json.loads((out / "bench-report.json").read_text())
     keys = [(r["client"], r["loop"], r["scenario"], r["conc"]) for r in data["rows"]]
     assert len(keys) == len(set(keys))
+    # A proxy that is not installed: its scenario is listed as not run.
+    skipped = {s["scenario"] for s in data["skipped"]}
+    assert skipped <= {s.key for s in SCENARIOS if s.proxy}
+    assert [s["key"] for s in data["scenarios"]] == [k for k in SCENARIO_KEYS if k not in skipped]
     expected = {
-        (client, loop, scenario, conc)
+        (client, loop, sc.key, conc)
         for client in ("warmline", "raw-proto")
         for loop in ASYNC_LOOPS
-        for scenario in SCENARIO_KEYS
-        for conc in ((1, 16, 64) if scenario == "get" else (1,))
+        for sc in SCENARIOS
+        if sc.key not in skipped
+        for conc in ((1, 16, 64) if sc.sweep else (1,))
     }
     assert set(keys) == expected
 
@@ -222,6 +308,11 @@ def test_quick_run_figures_are_positive_and_consistent(
         assert one["samples"] == one["ops"]
         if row["scenario"] == "fanout":
             assert one["requests"] == 5 * one["ops"]
+        if row["scenario"] in ("proxy", "proxy-tls"):
+            assert row["direct_to"] == {"proxy": "get", "proxy-tls": "tls"}[row["scenario"]]
+            assert row["direct_ratio"] > 0
+        else:
+            assert row["direct_ratio"] is None
         if row["client"] == "warmline":
             assert row["cpu_ratio"] == pytest.approx(1.0)
         else:

@@ -9,7 +9,8 @@ library prints is sent to stderr.
 
 Figures: client CPU is ``getrusage(RUSAGE_SELF)`` (user + system, all
 threads) over the timed section only; the server's CPU comes from
-``/proc/PID/schedstat`` (ns, where ``/proc/PID/stat`` counts 10 ms ticks);
+``/proc/PID/task/*/schedstat`` (ns, where ``/proc/PID/stat`` counts 10 ms
+ticks), the proxy's included in the proxy scenarios;
 latency percentiles are nearest-rank over every timed request.
 """
 
@@ -99,8 +100,11 @@ class Server:
             return None
         total = 0
         for pid in self.pids:
-            with suppress(OSError, ValueError, IndexError):
-                total += int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+            # Every thread: tinyproxy serves each connection on a thread of
+            # its own, and /proc/PID/schedstat counts the main thread only.
+            for task in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+                with suppress(OSError, ValueError, IndexError):
+                    total += int(task.read_text().split()[0])
         return total / 1e9
 
     def accepts(self) -> int | None:
@@ -410,6 +414,7 @@ def run_case(spec: dict[str, Any], case: Case, tls: ssl.SSLContext | None) -> di
         fresh=case["fresh"],
         context=tls,
         cafile=spec.get("cafile"),
+        proxy=case.get("proxy"),
     )
     server = Server(spec.get("server_pids") or [], spec.get("status_url"))
     name, loop = spec["client"], spec["loop"]

@@ -6,8 +6,12 @@ and a close function. The runner never imports a peer: its module is imported
 inside its factory, in the child process that measures it.
 
 Peers are configured as the anchors describe (``/work/shared/anchors``):
-pool size = concurrency, no proxies or environment, aiosonic without its
-recycling of connections every 1000 requests. "New connection per request"
+pool size = concurrency, no proxies from the environment, aiosonic without
+its recycling of connections every 1000 requests. In the proxy scenarios
+every client is given the same proxy URL in its own way (``proxy=``, a
+ProxyManager, ``proxies``, curl's PROXY) and each then does what all of them
+do: an absolute-form request to the proxy for an http origin, a CONNECT
+tunnel per connection for an https origin. "New connection per request"
 uses the lightest way each client has to open a fresh connection: a
 force-close or no-keep-alive option where there is one, otherwise a new
 client object (a new warmline pool with one connection, a new urllib3
@@ -45,6 +49,7 @@ __all__ = [
     "missing_reason",
     "parse_response",
     "unknown_names",
+    "unsupported",
 ]
 
 Result = tuple[int, bytes]
@@ -77,6 +82,7 @@ class Target:
         fresh: A new connection for every request.
         context: The SSLContext for https origins (trusts the bench's CA).
         cafile: The same CA as a file, for clients that take a path.
+        proxy: ``http://host:port`` of an HTTP proxy to go through, or None.
     """
 
     origins: tuple[str, ...]
@@ -86,6 +92,7 @@ class Target:
     fresh: bool
     context: ssl.SSLContext | None = None
     cafile: str | None = None
+    proxy: str | None = None
 
     @property
     def order(self) -> dict[str, Any] | None:
@@ -245,6 +252,18 @@ def missing_reason(name: str, loop: str) -> str | None:
     return None
 
 
+def unsupported(name: str, proxy: str | None, tls: bool) -> str | None:
+    """Why client ``name`` cannot run a scenario through ``proxy``, or None.
+
+    aiosonic 1.3 puts the port twice in its CONNECT target when the origin
+    is not on port 443 or 80 (``CONNECT 127.0.0.1:8443:8443``), which every
+    proxy refuses; the bench's origins are on free ports.
+    """
+    if name == "aiosonic" and proxy is not None and tls:
+        return "aiosonic sends CONNECT host:port:port for an origin on a port other than 443"
+    return None
+
+
 def _sender(obj: Any, target: Target, url: str, **extra: Any) -> Callable[[], Any]:
     """``obj.get(url)`` or ``obj.post(url, json=ORDER)``, bound: the call a user writes.
 
@@ -301,9 +320,12 @@ def _raw_request(target: Target, origin: str, close: bool) -> Callable[[], bytes
     """A function building the request bytes: pre-encoded for GET."""
     host = urlsplit(origin).netloc.encode()
     extra = b"Connection: close\r\n" if close else b""
+    # Through an HTTP proxy an http origin gets absolute-form targets.
+    forward = target.proxy is not None and not origin.startswith("https:")
+    request_target = (origin + target.path) if forward else target.path
     line = b"%s %s HTTP/1.1\r\nHost: %s\r\n%s" % (
         target.method.encode(),
-        target.path.encode(),
+        request_target.encode(),
         host,
         extra,
     )
@@ -327,6 +349,32 @@ def _raw_request(target: Target, origin: str, close: bool) -> Callable[[], bytes
 def _host_port(origin: str) -> tuple[str, int]:
     parts = urlsplit(origin)
     return parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def _tunnel(proxy: str, host: str, port: int) -> socket.socket:
+    """A blocking socket to ``proxy`` with a CONNECT tunnel to ``host:port`` open.
+
+    Set-up only (never in a timed section), so it blocks even for the
+    asyncio floor, which then runs TLS over the socket.
+    """
+    sock = socket.create_connection(_host_port(proxy), timeout=10)
+    try:
+        hostport = b"%s:%d" % (host.encode(), port)
+        sock.sendall(b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (hostport, hostport))
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            chunk = sock.recv(4096)
+            if not chunk or len(reply) > 65536:
+                raise ConnectionError(f"proxy {proxy} closed during CONNECT")
+            reply += chunk
+        if reply[9:12] != b"200":
+            raise ConnectionError(f"proxy {proxy} refused CONNECT: {reply[:40]!r}")
+        sock.settimeout(None)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 class _RawProtocol(asyncio.Protocol):
@@ -388,8 +436,17 @@ async def _raw_open(origin: str, target: Target) -> _RawProtocol:
     host, port = _host_port(origin)
     tls = target.tls_for(origin)
     loop = asyncio.get_running_loop()
+    server_hostname = host if tls else None
+    if target.proxy is not None and tls is not None:
+        sock = _tunnel(target.proxy, host, port)
+        _, proto = await loop.create_connection(
+            _RawProtocol, sock=sock, ssl=tls, server_hostname=server_hostname
+        )
+        return proto
+    if target.proxy is not None:
+        host, port = _host_port(target.proxy)
     _, proto = await loop.create_connection(
-        _RawProtocol, host, port, ssl=tls, server_hostname=host if tls else None
+        _RawProtocol, host, port, ssl=tls, server_hostname=server_hostname
     )
     return proto
 
@@ -443,9 +500,13 @@ def _raw_socket(target: Target) -> tuple[list[SyncCall], SyncClose]:
 
     def connect(origin: str) -> socket.socket:
         host, port = _host_port(origin)
-        sock = socket.create_connection((host, port))
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         tls = target.tls_for(origin)
+        if target.proxy is not None and tls is not None:
+            sock = _tunnel(target.proxy, host, port)
+        else:
+            address = _host_port(target.proxy) if target.proxy else (host, port)
+            sock = socket.create_connection(address)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if tls is not None:
             sock = tls.wrap_socket(sock, server_hostname=host)
         return sock
@@ -523,7 +584,9 @@ async def _warmline(target: Target, variant: str = "") -> tuple[list[AsyncCall],
             tls = target.tls_for(origin)
 
             async def call() -> Result:
-                pool = await warmline.ClientPool.connect(origin, connections=1, tls=tls)
+                pool = await warmline.ClientPool.connect(
+                    origin, connections=1, tls=tls, proxy=target.proxy
+                )
                 try:
                     r = await _sender(pool, target, target.path)()
                 finally:
@@ -540,7 +603,7 @@ async def _warmline(target: Target, variant: str = "") -> tuple[list[AsyncCall],
     extra = _observing(variant)
     pools = [
         await warmline.ClientPool.connect(
-            o, connections=target.conc, tls=target.tls_for(o), **extra
+            o, connections=target.conc, tls=target.tls_for(o), proxy=target.proxy, **extra
         )
         for o in target.origins
     ]
@@ -570,7 +633,9 @@ def _warmline_threads(target: Target, variant: str = "") -> tuple[list[SyncCall]
             tls = target.tls_for(origin)
 
             def call() -> Result:
-                pool = warmline.AtomicClientPool.connect(origin, connections=1, tls=tls)
+                pool = warmline.AtomicClientPool.connect(
+                    origin, connections=1, tls=tls, proxy=target.proxy
+                )
                 try:
                     r = _sender(pool, target, target.path)()
                 finally:
@@ -584,7 +649,7 @@ def _warmline_threads(target: Target, variant: str = "") -> tuple[list[SyncCall]
     extra = _observing(variant)
     pools = [
         warmline.AtomicClientPool.connect(
-            o, connections=target.conc, tls=target.tls_for(o), **extra
+            o, connections=target.conc, tls=target.tls_for(o), proxy=target.proxy, **extra
         )
         for o in target.origins
     ]
@@ -616,6 +681,7 @@ def _client_options(target: Target) -> dict[str, Any]:
     options: dict[str, Any] = {
         "limits": warmline.Limits(total=target.conc * n, per_host=target.conc),
         "tls": tls,
+        "proxy": target.proxy,
     }
     if target.fresh:
         options["keep_alive"] = False
@@ -671,7 +737,7 @@ async def _aiohttp(target: Target) -> tuple[list[AsyncCall], AsyncClose]:
         force_close=target.fresh,
         ssl=target.context or True,
     )
-    session = aiohttp.ClientSession(connector=connector, trust_env=False)
+    session = aiohttp.ClientSession(connector=connector, trust_env=False, proxy=target.proxy)
 
     def bind(url: str) -> AsyncCall:
         send = _sender(session, target, url)
@@ -692,7 +758,9 @@ async def _httpx(target: Target) -> tuple[list[AsyncCall], AsyncClose]:
     limits = httpx.Limits(
         max_connections=total, max_keepalive_connections=0 if target.fresh else total
     )
-    client = httpx.AsyncClient(limits=limits, trust_env=False, verify=target.context or True)
+    client = httpx.AsyncClient(
+        limits=limits, trust_env=False, verify=target.context or True, proxy=target.proxy
+    )
 
     def bind(url: str) -> AsyncCall:
         send = _sender(client, target, url)
@@ -709,12 +777,15 @@ async def _httpx(target: Target) -> tuple[list[AsyncCall], AsyncClose]:
 async def _aiosonic(target: Target) -> tuple[list[AsyncCall], AsyncClose]:
     import aiosonic
     from aiosonic.pools import PoolConfig
+    from aiosonic.proxy import Proxy
 
     # max_conn_requests=None: by default a connection is recycled every 1000
     # requests, which would land in the p99.9 of every long run. aiosonic keys
     # its pools by scheme://hostname (not port): one pool serves all origins.
     config = PoolConfig(size=target.conc * len(target.origins), max_conn_requests=None)
-    client = aiosonic.HTTPClient(aiosonic.TCPConnector(pool_configs={":default": config}))
+    proxy = Proxy.from_url(target.proxy) if target.proxy else None
+    connector = aiosonic.TCPConnector(pool_configs={":default": config})
+    client = aiosonic.HTTPClient(connector, proxy=proxy)
     headers = {"Connection": "close"} if target.fresh else None
 
     def bind(origin: str) -> AsyncCall:
@@ -739,14 +810,14 @@ def _urllib3(target: Target) -> tuple[list[SyncCall], SyncClose]:
 
         def fresh(url: str) -> SyncCall:
             def call() -> Result:
-                with urllib3.PoolManager(ssl_context=ctx) as pm:
+                with _urllib3_manager(urllib3, target, ssl_context=ctx) as pm:
                     r = pm.request(method, url, json=order)
                     return r.status, r.data
 
             return call
 
         return [fresh(o + target.path) for o in target.origins], lambda: None
-    pm = urllib3.PoolManager(maxsize=target.conc, block=True, ssl_context=ctx)
+    pm = _urllib3_manager(urllib3, target, maxsize=target.conc, block=True, ssl_context=ctx)
 
     def bind(url: str) -> SyncCall:
         # urllib3 has no verb methods: request(method, url) is its idiom.
@@ -763,6 +834,13 @@ def _urllib3(target: Target) -> tuple[list[SyncCall], SyncClose]:
     return [bind(o + target.path) for o in target.origins], pm.clear
 
 
+def _urllib3_manager(urllib3: Any, target: Target, **options: Any) -> Any:
+    """A PoolManager, or a ProxyManager (CONNECT for https, the default) with a proxy."""
+    if target.proxy is None:
+        return urllib3.PoolManager(**options)
+    return urllib3.ProxyManager(target.proxy, **options)
+
+
 def _requests(target: Target) -> tuple[list[SyncCall], SyncClose]:
     import requests
     import requests.adapters
@@ -770,6 +848,8 @@ def _requests(target: Target) -> tuple[list[SyncCall], SyncClose]:
     def session() -> requests.Session:
         s = requests.Session()
         s.trust_env = False
+        if target.proxy:
+            s.proxies = {"http": target.proxy, "https": target.proxy}
         if target.cafile:
             s.verify = target.cafile
         for prefix in ("http://", "https://"):
@@ -813,7 +893,9 @@ def _pycurl(target: Target) -> tuple[list[SyncCall], SyncClose]:
     def handle(url: str) -> Any:
         c = pycurl.Curl()
         c.setopt(pycurl.URL, url)
-        c.setopt(pycurl.PROXY, "")  # never a proxy from the environment
+        # "" : never a proxy from the environment. With a proxy, curl
+        # tunnels https (CONNECT) and forwards http, as the others do.
+        c.setopt(pycurl.PROXY, target.proxy or "")
         c.setopt(pycurl.NOSIGNAL, 1)  # required when handles are used from threads
         if target.cafile:
             c.setopt(pycurl.CAINFO, target.cafile)
@@ -858,7 +940,9 @@ def _httpx_sync(target: Target) -> tuple[list[SyncCall], SyncClose]:
     limits = httpx.Limits(
         max_connections=total, max_keepalive_connections=0 if target.fresh else total
     )
-    client = httpx.Client(limits=limits, trust_env=False, verify=target.context or True)
+    client = httpx.Client(
+        limits=limits, trust_env=False, verify=target.context or True, proxy=target.proxy
+    )
 
     def bind(url: str) -> SyncCall:
         send = _sender(client, target, url)

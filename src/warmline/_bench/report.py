@@ -14,6 +14,7 @@ from typing import Any
 __all__ = [
     "COLUMNS",
     "micro_table",
+    "not_run",
     "print_terminal",
     "problems",
     "scenario_tables",
@@ -37,7 +38,12 @@ def _ratio(row: Row) -> str:
     return "-" if row.get("cpu_ratio") is None else f"{row['cpu_ratio']:.2f}x"
 
 
-# (header, cell) for every column of a scenario table; "conc" only where it varies.
+def _direct(row: Row) -> str:
+    return "-" if row.get("direct_ratio") is None else f"{row['direct_ratio']:.2f}x"
+
+
+# (header, cell) for every column of a scenario table; "conc" only where it
+# varies, "CPU vs direct" only in the proxy scenarios' tables.
 COLUMNS: list[tuple[str, Callable[[Row], str]]] = [
     ("client", lambda r: str(r["client"])),
     ("loop", lambda r: str(r["loop"])),
@@ -45,6 +51,7 @@ COLUMNS: list[tuple[str, Callable[[Row], str]]] = [
     ("req/s", lambda r: "error" if r.get("error") else _num(r.get("rps"))),
     ("CPU µs/req", lambda r: _num(r.get("cpu_us_per_req"), 1)),
     ("CPU vs warmline", _ratio),
+    ("CPU vs direct", _direct),
     ("p50 µs", lambda r: _num(r.get("p50_us"), 1)),
     ("p99 µs", lambda r: _num(r.get("p99_us"), 1)),
     ("p99.9 µs", lambda r: _num(r.get("p999_us"), 1)),
@@ -62,12 +69,26 @@ def scenario_tables(report: dict[str, Any]) -> list[tuple[str, list[str], list[l
         rows = [r for r in report["rows"] if r["scenario"] == sc["key"]]
         if not rows:
             continue
-        columns = [c for c in COLUMNS if c[0] != "conc" or len({r["conc"] for r in rows}) > 1]
+        columns = [c for c in COLUMNS if _shown(c[0], rows)]
         headers = [c[0] for c in columns]
         cells = [[cell(r) for _, cell in columns] for r in rows]
         title = sc["title"] + (" [TLS]" if sc["tls"] and "TLS" not in sc["title"] else "")
         out.append((title, headers, cells))
     return out
+
+
+def _shown(header: str, rows: Sequence[Row]) -> bool:
+    if header == "conc":
+        return len({r["conc"] for r in rows}) > 1
+    if header == "CPU vs direct":
+        return any(r.get("direct_ratio") is not None for r in rows)
+    return True
+
+
+def not_run(report: dict[str, Any]) -> list[str]:
+    """A line for each scenario and each client that did not run, with the reason."""
+    out = [f"scenario {s['scenario']}: {s['reason']}" for s in report.get("skipped", [])]
+    return out + [f"{m['client']} ({m['loop']}): {m['reason']}" for m in report["missing"]]
 
 
 def problems(report: dict[str, Any]) -> list[str]:
@@ -120,8 +141,10 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         "",
         "CPU µs/req is the client process's user+system CPU (getrusage) over the timed "
         "section, per request: the steady figure to compare by. CPU vs warmline = this "
-        "row's CPU / warmline's on the same loop (threads: AtomicClientPool). Server busy "
-        "= the server's CPU / wall: near 100% means the server limits the row. "
+        "row's CPU / warmline's on the same loop (threads: AtomicClientPool). CPU vs "
+        "direct (proxy scenarios) = this row's CPU / the same client's, loop's and "
+        "concurrency's without the proxy. Server busy = the server's CPU / wall (with "
+        "the proxy's, which shares its CPU): near 100% means the server limits the row. "
         "Latency percentiles are nearest-rank.",
         "",
         *[f"- {note}" for note in report["notes"]],
@@ -132,10 +155,9 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
     trouble = problems(report)
     if trouble:
         md += ["## Problems", "", *[f"- {p}" for p in trouble], ""]
-    if report["missing"]:
-        md += ["## Not run", ""]
-        md += [f"- {m['client']} ({m['loop']}): {m['reason']}" for m in report["missing"]]
-        md.append("")
+    skipped = not_run(report)
+    if skipped:
+        md += ["## Not run", "", *[f"- {line}" for line in skipped], ""]
     md += ["## Micro-benchmarks", ""]
     md += _micro_markdown(report["micro"])
     md += ["## Client configurations", ""]
@@ -223,6 +245,7 @@ def write_all(report: dict[str, Any], out: Path) -> tuple[list[Path], list[str]]
 # Narrower headers for the terminal; the markdown keeps the long ones.
 _SHORT = {
     "CPU vs warmline": "vs wl",
+    "CPU vs direct": "vs direct",
     "client busy": "client",
     "server busy": "server",
     "new conns": "conns",
@@ -245,8 +268,8 @@ def print_terminal(report: dict[str, Any], console: Any) -> None:
         console.print(table)
     for problem in problems(report):
         console.print(f"[yellow]problem: {problem}[/]", highlight=False)
-    for m in report["missing"]:
-        console.print(f"not run: {m['client']} ({m['loop']}): {m['reason']}")
+    for line in not_run(report):
+        console.print(f"not run: {line}")
     for entry in report["micro"]:
         if "rows" not in entry:
             reason = entry.get("unavailable") or entry.get("error")

@@ -1,9 +1,10 @@
 """Run ``warmline bench``: start the server, run every client's cases, take medians.
 
 The server (nginx when installed, else granian) listens on 127.0.0.1 and is
-pinned to one CPU; every client runs in a fresh child process pinned to
-another (``python -m warmline._bench.child``). A round runs each client once,
-all its cases in one child; rounds are interleaved (all clients, then all
+pinned to one CPU, with the proxies of the proxy scenarios (``proxies``);
+every client runs in a fresh child process pinned to another
+(``python -m warmline._bench.child``). A round runs each client once, all
+its cases in one child; rounds are interleaved (all clients, then all
 again), so that a slow period of the machine spreads over every row, and the
 report shows the median of the rounds. A child that crashes or overruns its
 per-case timeout costs only that case: the row shows the error, the next
@@ -40,7 +41,8 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 from urllib.parse import urlsplit
 
-from warmline._bench.clients import CLIENTS, ORDER, missing_reason
+from warmline._bench import proxies
+from warmline._bench.clients import CLIENTS, ORDER, missing_reason, unsupported
 from warmline._server import launch
 
 __all__ = [
@@ -68,7 +70,11 @@ class BenchError(Exception):
 
 @dataclass(frozen=True)
 class Scenario:
-    """One kind of case. ``endpoint`` names a server endpoint, not a path."""
+    """One kind of case. ``endpoint`` names a server endpoint, not a path.
+
+    ``proxy`` names the kind of proxy the requests go through (see
+    ``proxies``); ``sweep`` runs the case at every concurrency, not only 1.
+    """
 
     key: str
     title: str
@@ -77,10 +83,12 @@ class Scenario:
     fresh: bool = False
     tls: bool = False
     fanout: bool = False
+    proxy: str | None = None
+    sweep: bool = False
 
 
 SCENARIOS: tuple[Scenario, ...] = (
-    Scenario("get", "Keep-alive GET /small (~100 B JSON)"),
+    Scenario("get", "Keep-alive GET /small (~100 B JSON)", sweep=True),
     Scenario("post", "Keep-alive POST /order (small JSON order, echoed)", "POST", "order"),
     Scenario("large", "Keep-alive GET /large (64 KiB body)", endpoint="large"),
     Scenario("chunked", "Keep-alive GET /chunked (8.5 KB, chunked coding)", endpoint="chunked"),
@@ -91,6 +99,23 @@ SCENARIOS: tuple[Scenario, ...] = (
         "fanout",
         "Fan-out: one GET /small to each of 5 exchanges in parallel (latency of the fan-out)",
         fanout=True,
+    ),
+    # The two ways an HTTP proxy carries a request, each compared with its
+    # direct twin (same client, loop and concurrency): "CPU vs direct".
+    Scenario(
+        "proxy",
+        "Keep-alive GET /small (TCP) through an HTTP proxy: absolute-form requests to pproxy,"
+        " which keeps the connection alive (tinyproxy closes it after each one);"
+        " compared with get",
+        proxy="forward",
+        sweep=True,
+    ),
+    Scenario(
+        "proxy-tls",
+        "Keep-alive GET /small over TLS through a CONNECT tunnel (tinyproxy), TLS to the"
+        " origin inside it; compared with tls",
+        tls=True,
+        proxy="connect",
     ),
 )
 SCENARIO_KEYS = tuple(s.key for s in SCENARIOS)
@@ -189,6 +214,10 @@ class Servers:
     status_url: str | None = None
     cafile: str | None = None
     cpu: int | None = None
+    # The running proxies (kind -> URL) and why the others could not start.
+    proxies: dict[str, str] = field(default_factory=dict)
+    proxy_names: dict[str, str] = field(default_factory=dict)
+    proxy_missing: dict[str, str] = field(default_factory=dict)
 
     @property
     def pids(self) -> list[int]:
@@ -370,10 +399,60 @@ def _serving(opts: Options, scenarios: Sequence[Scenario], progress: Progress) -
             f"pids {' '.join(map(str, servers.pids))}"
         )
         _find_endpoints(servers)
+        _start_proxies(scenarios, servers, progress)
         yield servers
     finally:
         servers.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _start_proxies(scenarios: Sequence[Scenario], servers: Servers, progress: Progress) -> None:
+    """Start each proxy kind the scenarios need on the server's CPU; note those that can't."""
+    for kind in dict.fromkeys(s.proxy for s in scenarios if s.proxy):
+        try:
+            server = proxies.start(kind, servers.cpu)
+        except (RuntimeError, OSError) as exc:
+            servers.proxy_missing[kind] = str(exc)
+            continue
+        servers.processes.append(server)
+        servers.proxies[kind] = server.url
+        servers.proxy_names[kind] = f"{server.name} {proxies.version(server.name)}"
+        pins = "" if servers.cpu is None else f", pinned to CPU {servers.cpu}"
+        progress.note(f"proxy ({kind}): {server.name} on {server.url}{pins}, pid {server.proc.pid}")
+
+
+def _runnable(scenarios: Sequence[Scenario], servers: Servers) -> list[Scenario]:
+    """The scenarios whose proxy (if any) is running."""
+    return [s for s in scenarios if s.proxy is None or s.proxy in servers.proxies]
+
+
+def _skipped(scenarios: Sequence[Scenario], servers: Servers) -> list[dict[str, str]]:
+    """A "not run" line for each scenario whose proxy is missing."""
+    return [
+        {"scenario": s.key, "reason": servers.proxy_missing.get(s.proxy, "no proxy")}
+        for s in scenarios
+        if s.proxy is not None and s.proxy not in servers.proxies
+    ]
+
+
+def direct_twins(scenarios: Sequence[Scenario], opts: Options) -> dict[str, str]:
+    """Each proxy scenario's direct twin: same endpoint, TLS or not, kept alive, no proxy."""
+    out = {}
+    for sc in scenarios:
+        if sc.proxy is None:
+            continue
+        tls = sc.tls or opts.tls
+        for other in scenarios:
+            if (
+                other.proxy is None
+                and not other.fresh
+                and not other.fanout
+                and other.endpoint == sc.endpoint
+                and (other.tls or opts.tls) == tls
+            ):
+                out[sc.key] = other.key
+                break
+    return out
 
 
 # ----------------------------------------------------------------------- cases
@@ -407,8 +486,8 @@ def _selected_scenarios(opts: Options, notes: list[str]) -> list[Scenario]:
         keys = ["get", "newconn"]
     else:
         keys = list(opts.scenarios or SCENARIO_KEYS)
-        if opts.tls:  # every scenario is over TLS already
-            keys = [k for k in keys if k not in ("tls", "newconn-tls")]
+        if opts.tls:  # every scenario is over TLS already (and none is forwarded)
+            keys = [k for k in keys if k not in ("tls", "newconn-tls", "proxy")]
     chosen = [s for s in SCENARIOS if s.key in keys]
     if opts.url or importlib.util.find_spec("trustme") is not None:
         return chosen
@@ -421,7 +500,7 @@ def _selected_scenarios(opts: Options, notes: list[str]) -> list[Scenario]:
 
 
 def _concurrencies(opts: Options, kind: str, sc: Scenario) -> list[int]:
-    if sc.key != "get":
+    if not sc.sweep:
         return [1]
     if opts.concurrency:
         return list(opts.concurrency)
@@ -457,6 +536,7 @@ def _cases(
                 "warm_s": warm_s,
                 "time_s": cap,
                 "expect": list(endpoint.expect),
+                "proxy": servers.proxies.get(sc.proxy) if sc.proxy else None,
             }
             for conc in _concurrencies(opts, kind, sc)
         )
@@ -466,7 +546,7 @@ def _cases(
 def _plan(
     opts: Options, scenarios: Sequence[Scenario], servers: Servers
 ) -> tuple[list[Group], list[dict[str, str]]]:
-    """The groups to run, and a line for each client that is not installed."""
+    """The groups to run, and a line for each client (or client's scenario) left out."""
     groups, missing = [], []
     for name in opts.clients or list(CLIENTS):
         info = CLIENTS[name]
@@ -475,7 +555,14 @@ def _plan(
             if reason is not None:
                 missing.append({"client": name, "loop": loop, "reason": reason})
                 continue
-            cases = _cases(opts, info.kind, scenarios, servers)
+            own = []
+            for sc in scenarios:
+                why = unsupported(name, sc.proxy, sc.tls or opts.tls)
+                if why is None:
+                    own.append(sc)
+                else:
+                    missing.append({"client": name, "loop": loop, "reason": f"{sc.key}: {why}"})
+            cases = _cases(opts, info.kind, own, servers)
             if cases:
                 groups.append(Group(name, loop, cases))
     return groups, missing
@@ -698,7 +785,9 @@ def _titles(opts: Options, servers: Servers) -> dict[str, str]:
 
 
 def _rows(
-    groups: Sequence[Group], runs: dict[tuple[str, str, str], list[dict[str, Any]]]
+    groups: Sequence[Group],
+    runs: dict[tuple[str, str, str], list[dict[str, Any]]],
+    twins: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     rows: dict[tuple[str, str, str, int], dict[str, Any]] = {}
     for group in groups:
@@ -722,8 +811,24 @@ def _rows(
             row["ratio_to"] = f"{ref['client']} {ref['loop']}"
         else:
             row["cpu_ratio"], row["ratio_to"] = None, None
+        _direct_ratio(rows, row, (twins or {}).get(row["scenario"]))
     order = {k: i for i, k in enumerate(SCENARIO_KEYS)}
     return sorted(rows.values(), key=lambda r: (order[r["scenario"]], r["conc"]))
+
+
+def _direct_ratio(
+    rows: dict[tuple[str, str, str, int], dict[str, Any]],
+    row: dict[str, Any],
+    twin: str | None,
+) -> None:
+    """``direct_ratio``: this proxy row's CPU / the same client's without the proxy."""
+    row["direct_ratio"] = None
+    if twin is None:
+        return
+    ref = rows.get((row["client"], row["loop"], twin, row["conc"]))
+    if ref is not None and ref.get("cpu_us_per_req") and row.get("cpu_us_per_req"):
+        row["direct_ratio"] = row["cpu_us_per_req"] / ref["cpu_us_per_req"]
+        row["direct_to"] = twin
 
 
 def _versions(servers: Servers) -> dict[str, Any]:
@@ -733,6 +838,7 @@ def _versions(servers: Servers) -> dict[str, Any]:
         "kernel": platform.release(),
         "cpus": os.cpu_count(),
         servers.name: servers.version,
+        **{name.split(" ")[0]: name.split(" ")[-1] for name in servers.proxy_names.values()},
     }
     for dist in (
         "warmline",
@@ -763,6 +869,13 @@ def _notes(opts: Options, servers: Servers) -> list[str]:
         notes.append("fewer than 2 CPUs: server and clients are not pinned")
     else:
         notes.append(f"server pinned to CPU {server_cpu}, clients to CPU {client_cpu}")
+    for kind, name in servers.proxy_names.items():
+        where = "" if server_cpu is None else f", pinned to the server's CPU {server_cpu}"
+        form = "CONNECT tunnels (https)" if kind == "connect" else "absolute-form (http)"
+        notes.append(
+            f"proxy {name}: {form}{where}; server busy includes it;"
+            " CPU vs direct = this row's CPU / the same client's without the proxy"
+        )
     if importlib.util.find_spec("httpx") and not importlib.util.find_spec("sniffio"):
         notes.append(
             "sniffio is not installed: httpx (async) pays ~1.3x CPU (encode/httpcore#1103)"
@@ -780,8 +893,12 @@ def run(opts: Options, progress: Progress | None = None) -> dict[str, Any]:
     started = datetime.datetime.now(datetime.UTC)
     t0 = time.monotonic()
     notes: list[str] = []
-    scenarios = _selected_scenarios(opts, notes)
-    with _serving(opts, scenarios, progress) as servers:
+    wanted = _selected_scenarios(opts, notes)
+    with _serving(opts, wanted, progress) as servers:
+        scenarios = _runnable(wanted, servers)
+        skipped = _skipped(wanted, servers)
+        for sk in skipped:
+            progress.note(f"scenario {sk['scenario']}: not run, {sk['reason']}")
         groups, missing = _plan(opts, scenarios, servers)
         for m in missing:
             progress.note(f"{m['client']} ({m['loop']}): not run, {m['reason']}")
@@ -792,10 +909,12 @@ def run(opts: Options, progress: Progress | None = None) -> dict[str, Any]:
             rounds.round = number
             for group in groups:
                 rounds.run_group(group)
-        report = _report(opts, servers, scenarios, _rows(groups, rounds.runs), notes)
+        rows = _rows(groups, rounds.runs, direct_twins(scenarios, opts))
+        report = _report(opts, servers, scenarios, rows, notes)
     # After the server stopped: the micro-benchmarks need no server.
     report["micro"] = _run_micro(opts, _cpus()[0], progress) if opts.micro else []
     report["missing"] = missing
+    report["skipped"] = skipped
     report["started"] = started.strftime("%Y-%m-%dT%H:%M:%SZ")
     report["duration_s"] = time.monotonic() - t0
     return report
@@ -837,6 +956,7 @@ def _report(
                 "fresh": s.fresh,
                 "tls": s.tls or opts.tls,
                 "fanout": s.fanout,
+                "proxy": servers.proxy_names.get(s.proxy) if s.proxy else None,
             }
             for s in scenarios
         ],

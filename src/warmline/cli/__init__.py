@@ -93,13 +93,21 @@ def _bench_epilog() -> str:
         [
             _wrap(
                 f"Run length: by default every installed client runs every scenario "
-                f"{DEFAULT_ROUNDS} times, interleaved (about 4 minutes on a 2-core "
-                f"machine: 229 s measured with every client installed); --quick runs "
+                f"{DEFAULT_ROUNDS} times, interleaved (about 5 minutes on a 2-core "
+                f"machine: 318 s measured with every client and both proxies installed); "
+                f"--quick runs "
                 f"{QUICK_ROUNDS} round with shorter cases, under a minute."
             ),
             "",
             "scenarios (--scenarios, default all):",
             *(_scenario_line(s.key.ljust(width), s.title) for s in SCENARIOS),
+            _wrap(
+                "The proxy scenarios start their proxy on the server's CPU: pproxy (PyPI) "
+                "for proxy, tinyproxy (Debian) for proxy-tls; every client goes through the "
+                "same proxy the same way (absolute-form for http, a CONNECT tunnel for "
+                "https); a proxy that is not installed is listed as not run.",
+                "  ",
+            ),
             "",
             "clients (--clients, default all installed; a missing one is listed as not run):",
             _wrap(", ".join(CLIENTS), "  "),
@@ -169,7 +177,7 @@ def _parser() -> _Parser:
     bench.add_argument("--clients", help="comma-separated client names, listed below")
     bench.add_argument(
         "--concurrency",
-        help="keep-alive GET concurrencies, comma-separated (default "
+        help="keep-alive GET concurrencies (get and proxy), comma-separated (default "
         f"{','.join(map(str, ASYNC_CONCURRENCY))} for asyncio clients, "
         f"{','.join(map(str, SYNC_CONCURRENCY))} for threaded ones)",
     )
@@ -347,7 +355,8 @@ def _missing_for_bench(args: argparse.Namespace) -> list[str]:
 
     ``find_spec`` only, so nothing is imported. Everything else the bench
     uses is optional by design and reported, not fatal: a missing peer or
-    uvloop is a "not run" row, trustme drops the TLS scenarios, h11 or
+    uvloop is a "not run" row, trustme drops the TLS scenarios, a missing
+    proxy (pproxy, tinyproxy) its proxy scenario, h11 or
     httptools a micro-benchmark. rich draws the progress and the tables,
     matplotlib the chart the report promises; granian is the embedded server
     when nginx is not installed.

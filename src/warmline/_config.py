@@ -330,7 +330,9 @@ class PoolConfig:
         return {
             "tls": self.tls,
             "local_address": self.local_address,
-            "tcp_keepalive": self.tcp_keepalive,
+            # Probes for a connection that serves one request cost four
+            # setsockopt calls for nothing.
+            "tcp_keepalive": self.tcp_keepalive and self.keep_alive,
             "read_timeout": self.read_timeout,
             "proxy": self.proxy,
         }

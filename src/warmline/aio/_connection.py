@@ -517,6 +517,11 @@ async def _connect_tcp(
     1,000 cancelled requests left connections the pools no longer knew), and
     uvloop has no such option.
     """
+    if _is_ip(origin.host):
+        # An address: nothing to resolve (getaddrinfo would cost a trip
+        # through the executor's thread, ~60 us, on every connect).
+        _, proto = await loop.create_connection(factory, origin.host, origin.port, **kwargs)
+        return proto
     infos = await loop.getaddrinfo(origin.host, origin.port, type=socket.SOCK_STREAM)
     deadline = None if connect_timeout is None else loop.time() + connect_timeout
     error: BaseException = OSError(f"no address for {origin.host}")
@@ -531,3 +536,13 @@ async def _connect_tcp(
         except (OSError, TimeoutError) as exc:
             error = exc  # ssl.SSLError included: the next address may do
     raise error
+
+
+def _is_ip(host: str) -> bool:
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except OSError:
+            continue
+        return True
+    return False

@@ -198,7 +198,8 @@ class ClientPool(PoolShell[Connection, ResponseCoro]):
         self._healing: set[asyncio.Task[None]] = set()
         # Connects a caller waits for (a cold slot's first use, an inline
         # reconnect): close() cancels them, and their callers get PoolClosed.
-        self._connecting: set[asyncio.Task[Connection]] = set()
+        self._connecting: set[asyncio.Task[Any]] = set()
+        self._closed_on: set[asyncio.Task[Any]] = set()  # cancelled by close()
         self._failure_log = FailureLog()
         self._sweeper: asyncio.TimerHandle | None = None
         self._pinger: asyncio.TimerHandle | None = None
@@ -323,21 +324,25 @@ class ClientPool(PoolShell[Connection, ResponseCoro]):
             self._observer.keep_warm(conn, status, monotonic() - started, error)
 
     async def _open_for_caller(self, slot: _ASlot, deadline: float | None) -> Connection:
-        """Open a connection a request waits for; ends with PoolClosed at close()."""
-        task = self._loop.create_task(
-            self._open_conn(slot, self._connect_budget(deadline, self._loop.time()))
-        )
-        self._connecting.add(task)
+        """Open a connection a request waits for; ends with PoolClosed at close().
+
+        The caller's own task connects (no task of ours: a new connection per
+        request would pay two more loop turns); close() cancels it and the
+        cancellation comes out as PoolClosed.
+        """
+        me = asyncio.current_task()
+        if me is not None:
+            self._connecting.add(me)
         try:
-            return await task
+            return await self._open_conn(slot, self._connect_budget(deadline, self._loop.time()))
         except asyncio.CancelledError:
-            me = asyncio.current_task()
-            if task.cancelled() and self._core.closed and not (me and me.cancelling()):
+            if me is not None and me in self._closed_on:
+                me.uncancel()
                 raise PoolClosed("pool closed while connecting", origin=self._origin) from None
-            task.cancel()  # the caller itself was cancelled
             raise
         finally:
-            self._connecting.discard(task)
+            if me is not None:
+                self._connecting.discard(me)
 
     async def _open_conn(self, slot: _ASlot, connect_timeout: TimeoutArg = DEFAULT) -> Connection:
         config = self._config
@@ -965,7 +970,10 @@ class ClientPool(PoolShell[Connection, ResponseCoro]):
         for conn in in_flight:
             conn.close(closed)
         self._carry_out(plan)
-        tasks: list[asyncio.Task[Any]] = [*self._healing, *self._connecting]
+        for task in list(self._connecting):  # callers' tasks: they end with PoolClosed
+            self._closed_on.add(task)
+            task.cancel()
+        tasks = list(self._healing)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

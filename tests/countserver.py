@@ -146,6 +146,13 @@ class CountServer:
             except (BlockingIOError, OSError):
                 return
             sock.setblocking(False)
+            # A FIN that arrived after this round's select() would otherwise
+            # be read only after this accept is counted (a client closing
+            # one connection and at once opening the next would then look
+            # like one too many open): read what is readable now, first.
+            for key, _ in self._sel.select(0):
+                if isinstance(key.data, Conn):
+                    self._readable(key.data)
             conn = Conn(index, peer, time.monotonic(), sock)
             self.conns.append(conn)
             self._sel.register(sock, selectors.EVENT_READ, conn)

@@ -479,6 +479,32 @@ async def open_connection(
     kwargs: dict[str, Any] = {}
     if tls is not None:
         kwargs = {"ssl": tls, "server_hostname": origin.host}
+    made: list[Connection] = []
+
+    def tracked() -> Connection:
+        conn = factory()
+        made.append(conn)
+        return conn
+
+    try:
+        return await _open_direct(loop, tracked, origin, connect_timeout, local_address, kwargs)
+    except BaseException:
+        # A timeout or a cancellation that lands just as the transport was
+        # made (asyncio.timeout's exit, a cancel between the connect and our
+        # next line) must not leave that connection open behind our back.
+        for conn in made:
+            conn.close()
+        raise
+
+
+async def _open_direct(
+    loop: asyncio.AbstractEventLoop,
+    factory: Callable[[], Connection],
+    origin: Origin,
+    connect_timeout: float | None,
+    local_address: LocalAddress,
+    kwargs: dict[str, Any],
+) -> Connection:
     try:
         async with asyncio.timeout(connect_timeout):
             if origin.uds is not None:

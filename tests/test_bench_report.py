@@ -201,11 +201,12 @@ def test_a_missing_proxy_drops_its_scenario_with_the_reason(
     assert "apt-get install tinyproxy" in (proxies.missing_reason("connect") or "")
     assert "pip install pproxy" in (proxies.missing_reason("forward") or "")
     servers = runner.Servers("nginx", "1", ["http://127.0.0.1:1"], [], {})
-    runner._start_proxies(SCENARIOS, servers, runner.SilentProgress())
+    undelayed = [s for s in SCENARIOS if not s.delayed]
+    runner._start_proxies(undelayed, servers, runner.SilentProgress())
     assert servers.processes == [] and servers.proxies == {}
-    kept = runner._runnable(SCENARIOS, servers)
-    assert [s.key for s in kept] == [s.key for s in SCENARIOS if s.proxy is None]
-    skipped = runner._skipped(SCENARIOS, servers)
+    kept = runner._runnable(undelayed, servers)
+    assert [s.key for s in kept] == [s.key for s in undelayed if s.proxy is None]
+    skipped = runner._skipped(undelayed, servers)
     assert [s["scenario"] for s in skipped] == ["proxy", "proxy-tls"]
     assert "pproxy is not installed" in skipped[0]["reason"]
     assert "tinyproxy is not installed" in skipped[1]["reason"]
@@ -272,9 +273,10 @@ def test_quick_run_has_one_row_per_client_and_case(quick_run: tuple[Path, dict[s
     assert data == json.loads((out / "bench-report.json").read_text())
     keys = [(r["client"], r["loop"], r["scenario"], r["conc"]) for r in data["rows"]]
     assert len(keys) == len(set(keys))
-    # A proxy that is not installed: its scenario is listed as not run.
+    # A proxy that is not installed: its scenario is listed as not run; so
+    # are tail and spin, whose clients were not chosen.
     skipped = {s["scenario"] for s in data["skipped"]}
-    assert skipped <= {s.key for s in SCENARIOS if s.proxy}
+    assert {"tail", "spin"} <= skipped <= {s.key for s in SCENARIOS if s.proxy or s.clients}
     assert [s["key"] for s in data["scenarios"]] == [k for k in SCENARIO_KEYS if k not in skipped]
     expected = {
         (client, loop, sc.key, conc)

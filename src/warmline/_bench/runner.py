@@ -978,6 +978,12 @@ def _notes(opts: Options, servers: Servers) -> list[str]:
             f"proxy {name}: {form}{where}; server busy includes it;"
             " CPU vs direct = this row's CPU / the same client's without the proxy"
         )
+    if servers.delayed:
+        notes.append(
+            "tail: through a relay (Python asyncio, on the server's CPU; server busy includes"
+            " it) holding the response to every 20th request by 50 ms; extra req = hedges"
+            " sent / requests made, warm-up included"
+        )
     if importlib.util.find_spec("httpx") and not importlib.util.find_spec("sniffio"):
         notes.append(
             "sniffio is not installed: httpx (async) pays ~1.3x CPU (encode/httpcore#1103)"

@@ -201,11 +201,12 @@ def test_a_missing_proxy_drops_its_scenario_with_the_reason(
     assert "apt-get install tinyproxy" in (proxies.missing_reason("connect") or "")
     assert "pip install pproxy" in (proxies.missing_reason("forward") or "")
     servers = runner.Servers("nginx", "1", ["http://127.0.0.1:1"], [], {})
-    runner._start_proxies(SCENARIOS, servers, runner.SilentProgress())
+    undelayed = [s for s in SCENARIOS if not s.delayed]
+    runner._start_proxies(undelayed, servers, runner.SilentProgress())
     assert servers.processes == [] and servers.proxies == {}
-    kept = runner._runnable(SCENARIOS, servers)
-    assert [s.key for s in kept] == [s.key for s in SCENARIOS if s.proxy is None]
-    skipped = runner._skipped(SCENARIOS, servers)
+    kept = runner._runnable(undelayed, servers)
+    assert [s.key for s in kept] == [s.key for s in undelayed if s.proxy is None]
+    skipped = runner._skipped(undelayed, servers)
     assert [s["scenario"] for s in skipped] == ["proxy", "proxy-tls"]
     assert "pproxy is not installed" in skipped[0]["reason"]
     assert "tinyproxy is not installed" in skipped[1]["reason"]
@@ -272,9 +273,10 @@ def test_quick_run_has_one_row_per_client_and_case(quick_run: tuple[Path, dict[s
     assert data == json.loads((out / "bench-report.json").read_text())
     keys = [(r["client"], r["loop"], r["scenario"], r["conc"]) for r in data["rows"]]
     assert len(keys) == len(set(keys))
-    # A proxy that is not installed: its scenario is listed as not run.
+    # A proxy that is not installed: its scenario is listed as not run; so
+    # are tail and spin, whose clients were not chosen.
     skipped = {s["scenario"] for s in data["skipped"]}
-    assert skipped <= {s.key for s in SCENARIOS if s.proxy}
+    assert {"tail", "spin"} <= skipped <= {s.key for s in SCENARIOS if s.proxy or s.clients}
     assert [s["key"] for s in data["scenarios"]] == [k for k in SCENARIO_KEYS if k not in skipped]
     expected = {
         (client, loop, sc.key, conc)
@@ -330,3 +332,125 @@ def test_quick_run_files(quick_run: tuple[Path, dict[str, Any]]) -> None:
     assert (out / "bench-report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert data["server"]["pids"]
     assert len(data["micro"]) == len(MICRO_MODULES)
+
+
+# ------------------------------------------------------ tail, spin, adapters
+def test_the_relay_passes_bytes_and_holds_every_20th_response(tmp_path: Path) -> None:
+    import socket
+    import time
+
+    from warmline._bench import proxies, relay
+    from warmline._server import launch
+
+    server = launch.start_nginx() if launch.nginx_path() else launch.start_granian()
+    front = None
+    try:
+        front = proxies.start_relay(server.port, None)
+        held = []
+        with socket.create_connection(("127.0.0.1", front.port), timeout=5) as sock:
+            for _ in range(relay.EVERY):
+                t0 = time.perf_counter()
+                sock.sendall(b"GET /small HTTP/1.1\r\nHost: x\r\n\r\n")
+                buf = b""
+                while parse_response(buf) is None:
+                    chunk = sock.recv(65536)
+                    assert chunk
+                    buf += chunk
+                parsed = parse_response(buf)
+                assert parsed is not None and parsed[0] == 200 and parsed[2] == len(buf)
+                held.append(time.perf_counter() - t0)
+        # The hold is the feature under test (a lower bound, not a speed).
+        assert held[-1] >= relay.DELAY_S * 0.9
+    finally:
+        if front is not None:
+            front.stop()
+        server.stop()
+
+
+def test_a_relay_that_cannot_start_drops_tail_with_the_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from warmline._bench import proxies, runner
+
+    def broken(port: int, cpu: int | None) -> Any:
+        raise RuntimeError("relay exited at start: boom")
+
+    monkeypatch.setattr(proxies, "start_relay", broken)
+    servers = runner.Servers("nginx", "1", ["http://127.0.0.1:1"], [], {})
+    tail = [s for s in SCENARIOS if s.key in ("get", "tail")]
+    runner._start_proxies(tail, servers, runner.SilentProgress())
+    assert [s.key for s in runner._runnable(tail, servers)] == ["get"]
+    assert runner._skipped(tail, servers) == [
+        {"scenario": "tail", "reason": "relay exited at start: boom"}
+    ]
+
+
+def test_tail_and_spin_run_their_own_clients_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from warmline._bench import runner
+
+    monkeypatch.setattr(runner, "missing_reason", lambda name, loop: None)
+    servers = runner.Servers(
+        "nginx",
+        "1",
+        ["http://127.0.0.1:1"],
+        [],
+        {"small": runner.Endpoint("/small", (100, 100))},
+        delayed="http://127.0.0.1:9",
+    )
+    chosen = [s for s in SCENARIOS if s.key in ("get", "tail", "spin")]
+    groups, _ = runner._plan(runner.Options(quick=True), chosen, servers)
+    ran: dict[str, set[str]] = {}
+    for g in groups:
+        for c in g.cases:
+            ran.setdefault(c["scenario"], set()).add(g.client)
+    assert ran["tail"] == {"warmline-client", "warmline-client+hedge"}
+    assert ran["spin"] == {"warmline-threads", "warmline-threads+spin", "raw-socket", "pycurl"}
+    assert "warmline-client+hedge" not in ran["get"] and "warmline-threads+spin" not in ran["get"]
+    assert {"httpx+warmline", "httpx-sync+warmline", "requests+warmline"} <= ran["get"]
+    tail = next(c for g in groups for c in g.cases if c["scenario"] == "tail")
+    assert tail["origins"] == ["http://127.0.0.1:9"] and tail["conc"] == 1
+    # Without its clients a scenario is "not run", with the reason.
+    groups, _ = runner._plan(runner.Options(clients=["warmline"]), chosen, servers)
+    kept, unplanned = runner._planned(chosen, groups)
+    assert [s.key for s in kept] == ["get"]
+    assert [u["scenario"] for u in unplanned] == ["tail", "spin"]
+    assert "warmline-client+hedge" in unplanned[0]["reason"]
+
+
+def test_adapter_rows_compare_with_the_stack_they_replace() -> None:
+    from warmline._bench import runner
+
+    case = {"scenario": "get", "conc": 1, "path": "/small", "origins": ["x"], "id": "get/c1"}
+    groups = [
+        runner.Group(name, "sync", [case])
+        for name in ("requests", "requests+warmline", "warmline-client-threads")
+    ]
+    runs = {
+        ("requests", "sync", "get/c1"): [run(cpu_us_per_req=300.0)],
+        ("requests+warmline", "sync", "get/c1"): [run(cpu_us_per_req=100.0)],
+        ("warmline-client-threads", "sync", "get/c1"): [run(cpu_us_per_req=40.0)],
+    }
+    rows = {r["client"]: r for r in runner._rows(groups, runs)}
+    assert rows["requests+warmline"]["stock_ratio"] == pytest.approx(1 / 3)
+    assert rows["requests+warmline"]["stock_to"] == "requests"
+    assert rows["requests"]["stock_ratio"] is None
+    tables = reports.scenario_tables(
+        {"scenarios": [{"key": "get", "title": "t", "tls": False}], "rows": list(rows.values())}
+    )
+    headers, cells = tables[0][1], tables[0][2]
+    col = headers.index("CPU vs stock")
+    assert [c[col] for c in cells] == ["-", "0.33x", "-"]
+    assert "extra req" not in headers
+
+
+def test_the_hedged_row_shows_its_extra_requests() -> None:
+    rows = [
+        {"client": "warmline-client", "loop": "uvloop", "conc": 1, "extra_share": None},
+        {"client": "warmline-client+hedge", "loop": "uvloop", "conc": 1, "extra_share": 0.051},
+    ]
+    report = {"scenarios": [{"key": "tail", "title": "t", "tls": False}], "rows": rows}
+    for row in rows:
+        row["scenario"] = "tail"
+    ((_, headers, cells),) = reports.scenario_tables(report)
+    col = headers.index("extra req")
+    assert [c[col] for c in cells] == ["-", "5.1%"]

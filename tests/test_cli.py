@@ -156,6 +156,7 @@ def test_help_explains_defaults(capsys: pytest.CaptureFixture[str]) -> None:
     text = " ".join(bench_help(capsys).split())  # unwrapped, whatever the width
     # The default run length, and what the time cap is.
     assert "every scenario 3 times" in text and "about 5 minutes" in text
+    assert "(CPU vs stock)" in text and "warmline-client+hedge through a relay" in text
     assert "default 20,000" in text and "2,000 when each request opens a new connection" in text
     assert "A time cap applies: the timed part of a case also stops after 0.3s" in text
     # The default --out, and what the other ports are.

@@ -418,10 +418,14 @@ def run_case(spec: dict[str, Any], case: Case, tls: ssl.SSLContext | None) -> di
     )
     server = Server(spec.get("server_pids") or [], spec.get("status_url"))
     name, loop = spec["client"], spec["loop"]
+    clients.EXTRAS.clear()
     if clients.CLIENTS[name].kind == "sync":
-        return _run_sync(name, case, target, server)
-    with asyncio.Runner(loop_factory=_loop_factory(loop)) as runner:
-        return runner.run(_run_async(name, case, target, server))
+        figures = _run_sync(name, case, target, server)
+    else:
+        with asyncio.Runner(loop_factory=_loop_factory(loop)) as runner:
+            figures = runner.run(_run_async(name, case, target, server))
+    # What the client itself counted (hedges), read when it closed.
+    return {**figures, **clients.EXTRAS}
 
 
 def _run_micro(spec: dict[str, Any], out: TextIO) -> None:

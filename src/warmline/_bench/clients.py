@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 
 __all__ = [
     "CLIENTS",
+    "EXTRAS",
     "ORDER",
     "AsyncCall",
     "ClientInfo",
@@ -110,6 +111,10 @@ class ClientInfo:
     kind: Literal["async", "sync"]
     module: str
     config: str
+    # The scenarios this client runs (None: all): a variant made for one.
+    only: tuple[str, ...] | None = None
+    # An adapter row: the client whose transport it replaces ("CPU vs stock").
+    replaces: str | None = None
 
     @property
     def loops(self) -> tuple[str, ...]:
@@ -172,6 +177,45 @@ CLIENTS: dict[str, ClientInfo] = {
             "warmline",
             "Client(limits=Limits(conc x origins, conc), warm={origin: conc}) shared by"
             " the threads, client.get(url); new connection: keep_alive=False",
+        ),
+        ClientInfo(
+            "warmline-client+hedge",
+            "async",
+            "warmline",
+            "as warmline-client, with hedge=Hedge(after=0.005, budget=0.1) and one more"
+            " warm connection for the hedge; extra share = hedges sent / requests",
+            only=("tail",),
+        ),
+        ClientInfo(
+            "warmline-threads+spin",
+            "sync",
+            "warmline",
+            "as warmline-threads, with spin=50e-6 (polls 50 us before it blocks)",
+            only=("spin",),
+        ),
+        ClientInfo(
+            "httpx+warmline",
+            "async",
+            "httpx",
+            "httpx.AsyncClient(transport=warmline.contrib.httpx.AsyncTransport(<warmline-client"
+            " options>)): compare with httpx",
+            replaces="httpx",
+        ),
+        ClientInfo(
+            "httpx-sync+warmline",
+            "sync",
+            "httpx",
+            "httpx.Client(transport=warmline.contrib.httpx.Transport(<warmline-client-threads"
+            " options>)): compare with httpx-sync",
+            replaces="httpx-sync",
+        ),
+        ClientInfo(
+            "requests+warmline",
+            "sync",
+            "requests",
+            "requests.Session (trust_env=False) with warmline.contrib.requests.Adapter("
+            "<warmline-client-threads options>) mounted: compare with requests",
+            replaces="requests",
         ),
         ClientInfo(
             "raw-proto",
@@ -568,6 +612,8 @@ def _observing(variant: str) -> dict[str, Any]:
         return {"latency": True}
     if variant == "hook":
         return {"hooks": warmline.Hooks(on_response_end=_no_op)}
+    if variant == "spin":
+        return {"spin": 50e-6}
     return {}
 
 
@@ -706,6 +752,110 @@ async def _warmline_client(target: Target) -> tuple[list[AsyncCall], AsyncClose]
         return call
 
     return [bind(o + target.path) for o in target.origins], client.close
+
+
+# Figures a client adds to its case's line (the child merges them after close).
+EXTRAS: dict[str, Any] = {}
+
+
+async def _warmline_client_hedge(target: Target) -> tuple[list[AsyncCall], AsyncClose]:
+    """warmline-client with a hedge; ``extra_share`` = hedges sent / requests made."""
+    import warmline
+
+    options = _client_options(target)
+    n, per_host = len(target.origins), target.conc + 1  # a free connection for the hedge
+    options["limits"] = warmline.Limits(total=per_host * n, per_host=per_host)
+    if "warm" in options:
+        options["warm"] = {o: per_host for o in target.origins}
+    hedge = warmline.Hedge(after=0.005, budget=0.1)
+    client = warmline.AsyncClient(hedge=hedge, **options)
+    await client.start()
+    made = [0]
+
+    def bind(url: str) -> AsyncCall:
+        send = _sender(client, target, url)
+
+        async def call() -> Result:
+            made[0] += 1
+            r = await send()
+            return r.status, r.content
+
+        return call
+
+    async def close() -> None:
+        stats = client.resilience_stats().values()
+        sent = sum(s.hedges_sent for s in stats)
+        EXTRAS["hedges_sent"] = sent
+        EXTRAS["hedges_won"] = sum(s.hedges_won for s in stats)
+        EXTRAS["extra_share"] = sent / max(made[0], 1)
+        await client.close()
+
+    return [bind(o + target.path) for o in target.origins], close
+
+
+async def _httpx_warmline(target: Target) -> tuple[list[AsyncCall], AsyncClose]:
+    import httpx
+
+    from warmline.contrib.httpx import AsyncTransport
+
+    transport = AsyncTransport(**_client_options(target))
+    client = httpx.AsyncClient(transport=transport, trust_env=False)
+    await client.__aenter__()  # pre-connects the transport's warm origins
+
+    def bind(url: str) -> AsyncCall:
+        send = _sender(client, target, url)
+
+        async def call() -> Result:
+            r = await send()
+            return r.status_code, r.content
+
+        return call
+
+    return [bind(o + target.path) for o in target.origins], client.aclose
+
+
+def _httpx_sync_warmline(target: Target) -> tuple[list[SyncCall], SyncClose]:
+    import httpx
+
+    from warmline.contrib.httpx import Transport
+
+    transport = Transport(**_client_options(target))
+    client = httpx.Client(transport=transport, trust_env=False)
+    client.__enter__()  # pre-connects the transport's warm origins
+
+    def bind(url: str) -> SyncCall:
+        send = _sender(client, target, url)
+
+        def call() -> Result:
+            r = send()
+            return r.status_code, r.content
+
+        return call
+
+    return [bind(o + target.path) for o in target.origins], client.close
+
+
+def _requests_warmline(target: Target) -> tuple[list[SyncCall], SyncClose]:
+    import requests
+
+    from warmline.contrib.requests import Adapter
+
+    session = requests.Session()
+    session.trust_env = False
+    adapter = Adapter(**_client_options(target))  # starts (pre-connects) its client
+    for prefix in ("http://", "https://"):
+        session.mount(prefix, adapter)
+
+    def bind(url: str) -> SyncCall:
+        send = _sender(session, target, url)
+
+        def call() -> Result:
+            r = send()
+            return r.status_code, r.content
+
+        return call
+
+    return [bind(o + target.path) for o in target.origins], session.close
 
 
 def _warmline_client_threads(target: Target) -> tuple[list[SyncCall], SyncClose]:
@@ -961,6 +1111,8 @@ _ASYNC: dict[str, Callable[[Target], Awaitable[tuple[list[AsyncCall], AsyncClose
     "warmline+latency": functools.partial(_warmline, variant="latency"),
     "warmline+hook": functools.partial(_warmline, variant="hook"),
     "warmline-client": _warmline_client,
+    "warmline-client+hedge": _warmline_client_hedge,
+    "httpx+warmline": _httpx_warmline,
     "raw-proto": _raw_proto,
     "aiohttp": _aiohttp,
     "aiosonic": _aiosonic,
@@ -971,6 +1123,9 @@ _SYNC: dict[str, Callable[[Target], tuple[list[SyncCall], SyncClose]]] = {
     "warmline-threads+latency": functools.partial(_warmline_threads, variant="latency"),
     "warmline-threads+hook": functools.partial(_warmline_threads, variant="hook"),
     "warmline-client-threads": _warmline_client_threads,
+    "warmline-threads+spin": functools.partial(_warmline_threads, variant="spin"),
+    "httpx-sync+warmline": _httpx_sync_warmline,
+    "requests+warmline": _requests_warmline,
     "raw-socket": _raw_socket,
     "urllib3": _urllib3,
     "requests": _requests,

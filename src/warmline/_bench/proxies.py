@@ -38,7 +38,7 @@ from pathlib import Path
 
 from warmline._server import launch
 
-__all__ = ["KINDS", "missing_reason", "start", "version"]
+__all__ = ["KINDS", "missing_reason", "start", "start_relay", "version"]
 
 KINDS = ("connect", "forward")
 _START_TIMEOUT_S = 20.0
@@ -95,6 +95,22 @@ def start(kind: str, cpu: int | None) -> launch.Server:
     else:
         listen = f"http://{launch.HOST}:{port}"
         name, cmd = "pproxy", [sys.executable, "-c", _PPROXY, "-l", listen]
+    return _launch(name, cmd, port, workdir, cpu)
+
+
+def start_relay(upstream_port: int, cpu: int | None) -> launch.Server:
+    """Start the ``tail`` scenario's delaying relay (``relay``) in front of the server.
+
+    Raises:
+        RuntimeError: It exited, or did not listen in time.
+    """
+    port = launch.free_port()
+    workdir = tempfile.mkdtemp(prefix="warmline-relay-")
+    cmd = [sys.executable, "-m", "warmline._bench.relay", str(port), str(upstream_port)]
+    return _launch("relay", cmd, port, workdir, cpu)
+
+
+def _launch(name: str, cmd: list[str], port: int, workdir: str, cpu: int | None) -> launch.Server:
     if cpu is not None and shutil.which("taskset"):
         cmd = ["taskset", "-c", str(cpu), *cmd]
     log = Path(workdir) / "proxy.log"

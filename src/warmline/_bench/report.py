@@ -34,6 +34,14 @@ def _pct(value: Any) -> str:
     return "-" if value is None else f"{100 * value:.0f}%"
 
 
+def _share(value: Any) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _times(value: Any) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
 def _ratio(row: Row) -> str:
     return "-" if row.get("cpu_ratio") is None else f"{row['cpu_ratio']:.2f}x"
 
@@ -43,7 +51,8 @@ def _direct(row: Row) -> str:
 
 
 # (header, cell) for every column of a scenario table; "conc" only where it
-# varies, "CPU vs direct" only in the proxy scenarios' tables.
+# varies, "CPU vs direct" only in the proxy scenarios' tables, "extra req"
+# only where a client hedged.
 COLUMNS: list[tuple[str, Callable[[Row], str]]] = [
     ("client", lambda r: str(r["client"])),
     ("loop", lambda r: str(r["loop"])),
@@ -52,9 +61,11 @@ COLUMNS: list[tuple[str, Callable[[Row], str]]] = [
     ("CPU µs/req", lambda r: _num(r.get("cpu_us_per_req"), 1)),
     ("CPU vs warmline", _ratio),
     ("CPU vs direct", _direct),
+    ("CPU vs stock", lambda r: _times(r.get("stock_ratio"))),
     ("p50 µs", lambda r: _num(r.get("p50_us"), 1)),
     ("p99 µs", lambda r: _num(r.get("p99_us"), 1)),
     ("p99.9 µs", lambda r: _num(r.get("p999_us"), 1)),
+    ("extra req", lambda r: _share(r.get("extra_share"))),
     ("client busy", lambda r: _pct(r.get("client_busy"))),
     ("server busy", lambda r: _pct(r.get("server_busy"))),
     ("new conns", lambda r: _num(r.get("new_conns"))),
@@ -82,6 +93,10 @@ def _shown(header: str, rows: Sequence[Row]) -> bool:
         return len({r["conc"] for r in rows}) > 1
     if header == "CPU vs direct":
         return any(r.get("direct_ratio") is not None for r in rows)
+    if header == "CPU vs stock":  # the adapter rows: CPU / the stack they replace
+        return any(r.get("stock_ratio") is not None for r in rows)
+    if header == "extra req":  # the hedged rows: extra requests / requests
+        return any(r.get("extra_share") is not None for r in rows)
     return True
 
 
@@ -246,6 +261,7 @@ def write_all(report: dict[str, Any], out: Path) -> tuple[list[Path], list[str]]
 _SHORT = {
     "CPU vs warmline": "vs wl",
     "CPU vs direct": "vs direct",
+    "CPU vs stock": "vs stock",
     "client busy": "client",
     "server busy": "server",
     "new conns": "conns",

@@ -74,6 +74,9 @@ class Scenario:
 
     ``proxy`` names the kind of proxy the requests go through (see
     ``proxies``); ``sweep`` runs the case at every concurrency, not only 1.
+    ``delayed`` goes through the relay that holds every 20th response for
+    50 ms (``relay``), with the long budget; ``clients`` (None: all) are the
+    only clients the scenario compares.
     """
 
     key: str
@@ -85,6 +88,8 @@ class Scenario:
     fanout: bool = False
     proxy: str | None = None
     sweep: bool = False
+    delayed: bool = False
+    clients: tuple[str, ...] | None = None
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -117,6 +122,19 @@ SCENARIOS: tuple[Scenario, ...] = (
         tls=True,
         proxy="connect",
     ),
+    Scenario(
+        "tail",
+        "Sequential GET /small through a relay that delays every 20th response by 50 ms:"
+        " warmline-client with and without Hedge(after=0.005, budget=0.1)",
+        delayed=True,
+        clients=("warmline-client", "warmline-client+hedge"),
+    ),
+    Scenario(
+        "spin",
+        "Sequential GET /small: the thread pool with spin=50e-6 and without,"
+        " against the blocking floors (raw socket, pycurl)",
+        clients=("warmline-threads", "warmline-threads+spin", "raw-socket", "pycurl"),
+    ),
 )
 SCENARIO_KEYS = tuple(s.key for s in SCENARIOS)
 FANOUT_WIDTH = 5
@@ -140,6 +158,12 @@ BUDGETS: dict[tuple[bool, bool], Budget] = {
     (False, True): Budget(20, 0.05, 2_000, 0.3),
     (True, False): Budget(100, 0.03, 2_000, 0.08),
     (True, True): Budget(5, 0.02, 200, 0.08),
+}
+# The tail scenario: 1 response in 20 takes 50 ms (2.5 ms a request on
+# average unhedged), and its p99.9 needs a thousand samples or more.
+LONG_BUDGETS: dict[bool, Budget] = {
+    False: Budget(200, 0.5, 2_000, 6.0),
+    True: Budget(50, 0.2, 400, 1.5),
 }
 DEFAULT_ROUNDS, QUICK_ROUNDS = 3, 1
 ASYNC_CONCURRENCY, SYNC_CONCURRENCY = (1, 16, 64), (1, 16)
@@ -218,6 +242,9 @@ class Servers:
     proxies: dict[str, str] = field(default_factory=dict)
     proxy_names: dict[str, str] = field(default_factory=dict)
     proxy_missing: dict[str, str] = field(default_factory=dict)
+    # The delaying relay of the tail scenario, or why it could not start.
+    delayed: str | None = None
+    delayed_missing: str | None = None
 
     @property
     def pids(self) -> list[int]:
@@ -419,20 +446,49 @@ def _start_proxies(scenarios: Sequence[Scenario], servers: Servers, progress: Pr
         servers.proxy_names[kind] = f"{server.name} {proxies.version(server.name)}"
         pins = "" if servers.cpu is None else f", pinned to CPU {servers.cpu}"
         progress.note(f"proxy ({kind}): {server.name} on {server.url}{pins}, pid {server.proc.pid}")
+    if any(s.delayed for s in scenarios):
+        _start_relay(servers, progress)
+
+
+def _start_relay(servers: Servers, progress: Progress) -> None:
+    """Start the tail scenario's relay in front of the first plain origin, on the server's CPU."""
+    upstream = urlsplit(servers.plain[0]).port if servers.plain else None
+    if upstream is None:
+        servers.delayed_missing = "no plain-TCP server for the relay"
+        return
+    try:
+        server = proxies.start_relay(upstream, servers.cpu)
+    except (RuntimeError, OSError) as exc:
+        servers.delayed_missing = str(exc)
+        return
+    servers.processes.append(server)
+    servers.delayed = server.url
+    progress.note(f"relay (tail): {server.url} -> {servers.plain[0]}, pid {server.proc.pid}")
 
 
 def _runnable(scenarios: Sequence[Scenario], servers: Servers) -> list[Scenario]:
-    """The scenarios whose proxy (if any) is running."""
-    return [s for s in scenarios if s.proxy is None or s.proxy in servers.proxies]
+    """The scenarios whose proxy or relay (if any) is running."""
+    return [
+        s
+        for s in scenarios
+        if (s.proxy is None or s.proxy in servers.proxies) and (not s.delayed or servers.delayed)
+    ]
 
 
 def _skipped(scenarios: Sequence[Scenario], servers: Servers) -> list[dict[str, str]]:
-    """A "not run" line for each scenario whose proxy is missing."""
-    return [
+    """A "not run" line for each scenario whose proxy or relay is missing."""
+    out = [
         {"scenario": s.key, "reason": servers.proxy_missing.get(s.proxy, "no proxy")}
         for s in scenarios
         if s.proxy is not None and s.proxy not in servers.proxies
     ]
+    reason = servers.delayed_missing or "no relay"
+    out += [
+        {"scenario": s.key, "reason": reason}
+        for s in scenarios
+        if s.delayed and not servers.delayed
+    ]
+    return out
 
 
 def direct_twins(scenarios: Sequence[Scenario], opts: Options) -> dict[str, str]:
@@ -445,6 +501,8 @@ def direct_twins(scenarios: Sequence[Scenario], opts: Options) -> dict[str, str]
         for other in scenarios:
             if (
                 other.proxy is None
+                and not other.delayed
+                and other.clients is None  # tail, spin: a few clients only
                 and not other.fresh
                 and not other.fanout
                 and other.endpoint == sc.endpoint
@@ -471,7 +529,7 @@ def _budget(opts: Options, sc: Scenario) -> tuple[int, float, int, float]:
     Every section stops at whichever bound comes first, so a slow client
     (~1 ms a request) fits in the same time as a fast one.
     """
-    budget = BUDGETS[opts.quick, sc.fresh]
+    budget = LONG_BUDGETS[opts.quick] if sc.delayed else BUDGETS[opts.quick, sc.fresh]
     warm_n, warm_s, n, cap = budget.warm_requests, budget.warm_s, budget.requests, budget.time_cap_s
     if sc.fanout:
         warm_n, n = warm_n // FANOUT_WIDTH, n // FANOUT_WIDTH
@@ -487,7 +545,7 @@ def _selected_scenarios(opts: Options, notes: list[str]) -> list[Scenario]:
     else:
         keys = list(opts.scenarios or SCENARIO_KEYS)
         if opts.tls:  # every scenario is over TLS already (and none is forwarded)
-            keys = [k for k in keys if k not in ("tls", "newconn-tls", "proxy")]
+            keys = [k for k in keys if k not in ("tls", "newconn-tls", "proxy", "tail")]
     chosen = [s for s in SCENARIOS if s.key in keys]
     if opts.url or importlib.util.find_spec("trustme") is not None:
         return chosen
@@ -508,6 +566,8 @@ def _concurrencies(opts: Options, kind: str, sc: Scenario) -> list[int]:
 
 
 def _origins(opts: Options, sc: Scenario, servers: Servers) -> list[str]:
+    if sc.delayed and servers.delayed:
+        return [servers.delayed]
     tls = sc.tls or opts.tls or not servers.plain
     pool = servers.tls if tls else servers.plain
     return pool[:FANOUT_WIDTH] if sc.fanout else pool[:1]
@@ -556,7 +616,7 @@ def _plan(
                 missing.append({"client": name, "loop": loop, "reason": reason})
                 continue
             own = []
-            for sc in scenarios:
+            for sc in _for_client(name, scenarios):
                 why = unsupported(name, sc.proxy, sc.tls or opts.tls)
                 if why is None:
                     own.append(sc)
@@ -566,6 +626,34 @@ def _plan(
             if cases:
                 groups.append(Group(name, loop, cases))
     return groups, missing
+
+
+def _planned(
+    scenarios: Sequence[Scenario], groups: Sequence[Group]
+) -> tuple[list[Scenario], list[dict[str, str]]]:
+    """The scenarios some client runs, and a "not run" line for the others.
+
+    tail and spin compare a few clients only: without them (``--clients``,
+    or not installed) the scenario has no row.
+    """
+    keys = {c["scenario"] for g in groups for c in g.cases}
+    kept = [s for s in scenarios if s.key in keys]
+    out = []
+    for s in scenarios:
+        if s.key not in keys:
+            wanted = ", ".join(s.clients or ()) or "any client"
+            out.append({"scenario": s.key, "reason": f"none of its clients runs ({wanted})"})
+    return kept, out
+
+
+def _for_client(name: str, scenarios: Sequence[Scenario]) -> list[Scenario]:
+    """The scenarios ``name`` takes part in: variants made for one scenario run only it."""
+    only = CLIENTS[name].only
+    return [
+        sc
+        for sc in scenarios
+        if (sc.clients is None or name in sc.clients) and (only is None or sc.key in only)
+    ]
 
 
 # ---------------------------------------------------------------------- children
@@ -730,6 +818,7 @@ _METRICS = (
     "p50_us",
     "p99_us",
     "p999_us",
+    "extra_share",
 )
 
 
@@ -812,6 +901,7 @@ def _rows(
         else:
             row["cpu_ratio"], row["ratio_to"] = None, None
         _direct_ratio(rows, row, (twins or {}).get(row["scenario"]))
+        _stock_ratio(rows, row)
     order = {k: i for i, k in enumerate(SCENARIO_KEYS)}
     return sorted(rows.values(), key=lambda r: (order[r["scenario"]], r["conc"]))
 
@@ -829,6 +919,18 @@ def _direct_ratio(
     if ref is not None and ref.get("cpu_us_per_req") and row.get("cpu_us_per_req"):
         row["direct_ratio"] = row["cpu_us_per_req"] / ref["cpu_us_per_req"]
         row["direct_to"] = twin
+
+
+def _stock_ratio(
+    rows: dict[tuple[str, str, str, int], dict[str, Any]], row: dict[str, Any]
+) -> None:
+    """``stock_ratio``: an adapter row's CPU / that of the stack it replaces (same case)."""
+    row["stock_ratio"] = None
+    stock = CLIENTS[row["client"]].replaces
+    ref = rows.get((stock, row["loop"], row["scenario"], row["conc"])) if stock else None
+    if ref is not None and ref.get("cpu_us_per_req") and row.get("cpu_us_per_req"):
+        row["stock_ratio"] = row["cpu_us_per_req"] / ref["cpu_us_per_req"]
+        row["stock_to"] = stock
 
 
 def _versions(servers: Servers) -> dict[str, Any]:
@@ -876,6 +978,12 @@ def _notes(opts: Options, servers: Servers) -> list[str]:
             f"proxy {name}: {form}{where}; server busy includes it;"
             " CPU vs direct = this row's CPU / the same client's without the proxy"
         )
+    if servers.delayed:
+        notes.append(
+            "tail: through a relay (Python asyncio, on the server's CPU; server busy includes"
+            " it) holding the response to every 20th request by 50 ms; extra req = hedges"
+            " sent / requests made, warm-up included"
+        )
     if importlib.util.find_spec("httpx") and not importlib.util.find_spec("sniffio"):
         notes.append(
             "sniffio is not installed: httpx (async) pays ~1.3x CPU (encode/httpcore#1103)"
@@ -900,6 +1008,10 @@ def run(opts: Options, progress: Progress | None = None) -> dict[str, Any]:
         for sk in skipped:
             progress.note(f"scenario {sk['scenario']}: not run, {sk['reason']}")
         groups, missing = _plan(opts, scenarios, servers)
+        scenarios, unplanned = _planned(scenarios, groups)
+        skipped += unplanned
+        for sk in unplanned:
+            progress.note(f"scenario {sk['scenario']}: not run, {sk['reason']}")
         for m in missing:
             progress.note(f"{m['client']} ({m['loop']}): not run, {m['reason']}")
         total = opts.n_rounds * sum(len(g.cases) for g in groups)

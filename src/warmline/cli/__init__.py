@@ -108,6 +108,15 @@ def _bench_epilog() -> str:
                 "https); a proxy that is not installed is listed as not run.",
                 "  ",
             ),
+            _wrap(
+                "tail runs warmline-client and warmline-client+hedge through a relay of ours "
+                "(on the server's CPU) and adds the hedges' extra requests; spin runs "
+                "warmline-threads with and without spin against raw-socket and pycurl; "
+                "each is listed as not run without its clients. The adapter rows "
+                "(httpx+warmline, httpx-sync+warmline, requests+warmline) show their CPU "
+                "against the stack they replace (CPU vs stock).",
+                "  ",
+            ),
             "",
             "clients (--clients, default all installed; a missing one is listed as not run):",
             _wrap(", ".join(CLIENTS), "  "),

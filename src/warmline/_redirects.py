@@ -29,6 +29,7 @@ from urllib.parse import urljoin, urlsplit
 
 from warmline.errors import InvalidRequest
 from warmline.http11._response import Response
+from warmline.http11._upload import is_streamed
 from warmline.http11._writer import ContentArg, HeadersArg
 
 __all__ = ["REDIRECT_STATUSES", "SENSITIVE_HEADERS", "Hop", "next_hop", "sensitive_names"]
@@ -101,6 +102,11 @@ def next_hop(
         if items is not None:
             items = [(n, v) for n, v in items if n.lower() not in SENSITIVE_HEADERS]
     if response.status in (307, 308):
+        if is_streamed(content):
+            raise InvalidRequest(
+                f"redirect {response.status} to {_shown(target)} not followed: it must send "
+                "the body again, and the request body is a stream, which is read only once"
+            )
         return Hop(method, target, items, content, json)
     if items is not None:
         items = [(n, v) for n, v in items if n.lower() not in _BODY_HEADERS]

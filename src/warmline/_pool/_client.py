@@ -132,10 +132,12 @@ class Resilience:
         response: Response,
         now_epoch: float,
         time_left: float | None,
+        replayable: bool = True,
     ) -> float | None:
         """Seconds to wait before retrying a response whose status is ``watched``,
         or None to return it. A 429 or 418 with ``Retry-After`` pauses the
-        origin's limiter first (its own one, else the client-wide one)."""
+        origin's limiter first (its own one, else the client-wide one). A
+        streamed body (``replayable`` False) is never sent again."""
         headers_get = response.headers.get
         limiters = state.limiters
         if limiters:
@@ -147,20 +149,33 @@ class Resilience:
             method,
             status=response.status,
             headers_get=headers_get,
+            replayable_body=replayable,
             now_epoch=now_epoch,
             time_left=time_left,
         )
 
     def after_error(
-        self, attempt: int, method: str, error: BaseException, now_epoch: float, left: float | None
+        self,
+        attempt: int,
+        method: str,
+        error: BaseException,
+        now_epoch: float,
+        left: float | None,
+        replayable: bool = True,
     ) -> float | None:
-        """Seconds to wait before retrying after ``error``, or None to raise it."""
+        """Seconds to wait before retrying after ``error``, or None to raise it.
+
+        ``replayable`` is False for a streamed body (read once: never retried).
+        """
         if self.retry is None:
             return None
-        # Every body a client accepts (bytes, str, JSON) is held in memory and
-        # can be sent again; a streamed upload would pass False here.
         return self.retry.decide(
-            attempt, method, error=error, replayable_body=True, now_epoch=now_epoch, time_left=left
+            attempt,
+            method,
+            error=error,
+            replayable_body=replayable,
+            now_epoch=now_epoch,
+            time_left=left,
         )
 
     def snapshot(self, keys: list[str]) -> dict[str, ResilienceStats]:

@@ -21,6 +21,7 @@ from warmline._redirects import Hop
 from warmline.aio._pool import ClientPool, StreamContext
 from warmline.errors import PoolError, WarmlineError
 from warmline.http11 import Response
+from warmline.http11._upload import is_streamed
 from warmline.http11._writer import ContentArg, HeadersArg, ParamsArg
 from warmline.resilience._hedge import Hedge
 
@@ -269,7 +270,9 @@ class AsyncClient(ClientBase[ClientPool], ClientVerbs[Coroutine[Any, Any, Respon
         limiters = state.limiters
         weight = res.weight(method, url) if limiters else 0.0
         hedge = res.hedge
-        if hedge is not None and method not in hedge.methods:
+        # A streamed body is read once: never hedged, never retried.
+        replayable = content is None or not is_streamed(content)
+        if hedge is not None and (method not in hedge.methods or not replayable):
             hedge = None
         attempt = 0
         while True:
@@ -292,14 +295,16 @@ class AsyncClient(ClientBase[ClientPool], ClientVerbs[Coroutine[Any, Any, Respon
                     response = await _hedged(pool, call, budget, deadline, hedge, state, weight)
             except WarmlineError as exc:
                 left = None if deadline is None else deadline - loop.time()
-                wait = res.after_error(attempt, method, exc, time.time(), left)
+                wait = res.after_error(attempt, method, exc, time.time(), left, replayable)
                 if wait is None:
                     raise
             else:
                 if response.status not in res.watched:  # the cheap guard
                     return response
                 left = None if deadline is None else deadline - loop.time()
-                wait = res.after_response(state, attempt, method, response, time.time(), left)
+                wait = res.after_response(
+                    state, attempt, method, response, time.time(), left, replayable
+                )
                 if wait is None:
                     return response
             state.stats.retries += 1

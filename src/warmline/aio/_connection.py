@@ -21,7 +21,7 @@ import math
 import socket
 import ssl
 import weakref
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from typing import Any, cast
 
 from warmline._hooks import CloseReason
@@ -40,6 +40,7 @@ from warmline.errors import (
     WriteTimeout,
 )
 from warmline.http11 import Response, ResponseReader
+from warmline.http11._upload import Upload
 
 __all__ = ["Connection", "open_connection"]
 
@@ -75,6 +76,9 @@ class Connection(asyncio.Protocol):
         self.tcp_keepalive = False
         # The longest gap allowed between received bytes: see ReadTimedConnection.
         self.read_timeout: float | None = None
+        # Set while the transport's write buffer is over its high-water mark
+        # (pause_writing): a streamed upload waits on it before writing more.
+        self._drained: asyncio.Future[None] | None = None
 
     # -- asyncio.Protocol -------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -119,9 +123,23 @@ class Connection(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         return None  # close our side too; connection_lost follows
 
+    def pause_writing(self) -> None:
+        if self._drained is None:
+            self._drained = self._loop.create_future()
+
+    def resume_writing(self) -> None:
+        self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        drained = self._drained
+        self._drained = None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.alive = self.idle = False
         self._cancel_timer()
+        self._wake_writer()
         waiter = self._waiter
         self._waiter = None
         if waiter is not None and not waiter.done():
@@ -176,6 +194,38 @@ class Connection(asyncio.Protocol):
         if deadline is not None:
             self._timer = self._loop.call_at(deadline, self._on_deadline)
         return waiter
+
+    async def send_body(self, upload: Upload, waiter: asyncio.Future[Response]) -> None:
+        """Write a streamed body after :meth:`send` wrote its head.
+
+        One ``transport.write`` per piece; past the transport's high-water
+        mark the next piece waits for ``resume_writing`` (or the response, or
+        the connection's end). A response that completes before the whole
+        body is written (a 413, a redirect) ends the upload, and the
+        connection is closed: the server may still expect the rest.
+        """
+        transport = self._transport
+        assert transport is not None
+        frames = upload.aframes() if upload.is_async else upload.frames()
+        pieces = _as_async(frames)
+        try:
+            async for frame in pieces:
+                if waiter.done() or not self.alive:
+                    break
+                transport.write(frame)
+                drained = self._drained
+                if drained is not None:
+                    await asyncio.wait((drained, waiter), return_when=asyncio.FIRST_COMPLETED)
+            else:
+                return
+        except BaseException:
+            self.abandon()  # a body cut short: nothing may follow on this connection
+            raise
+        finally:
+            await pieces.aclose()
+            await _aclose(frames)
+        if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+            self._kill()  # answered mid-upload: the rest of the body is unsent
 
     def abandon(self) -> None:
         """The request was cancelled mid-flight: the state is unknown, close."""
@@ -311,6 +361,23 @@ class _ReadWatch:
 _WATCHES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _ReadWatch] = (
     weakref.WeakKeyDictionary()
 )
+
+
+async def _as_async(frames: Iterator[bytes] | AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
+    if isinstance(frames, AsyncIterator):
+        async for frame in frames:
+            yield frame
+    else:
+        for frame in frames:
+            yield frame
+
+
+async def _aclose(frames: Iterator[bytes] | AsyncIterator[bytes]) -> None:
+    close = getattr(frames, "aclose", None)
+    if close is not None:
+        await close()
+    else:
+        getattr(frames, "close", lambda: None)()
 
 
 class ReadTimedConnection(Connection):

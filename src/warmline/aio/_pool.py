@@ -33,6 +33,7 @@ from warmline.aio._connection import Connection, open_connection
 from warmline.aio._stream import AioBody
 from warmline.errors import (
     ConnectionClosed,
+    InvalidRequest,
     PoolClosed,
     PoolError,
     PoolTimeout,
@@ -42,6 +43,7 @@ from warmline.errors import (
 from warmline.http11 import (
     Response,
 )
+from warmline.http11._upload import STREAM_UPLOAD_UNSUPPORTED, StreamedBody, not_replayed
 from warmline.http11._writer import ContentArg, HeadersArg, ParamsArg
 
 if TYPE_CHECKING:
@@ -597,6 +599,10 @@ class ClientPool(PoolShell[Connection, ResponseCoro]):
             )
         except WarmlineError as exc:
             raise self._fail(exc, method, path) from None
+        except StreamedBody:  # an except clause costs nothing until raised
+            return await self._request_streamed(
+                slot, method, path, params, headers, content, timeout
+            )
         if timeout is DEFAULT:
             timeout = self._timeout
         elif timeout is not None:
@@ -623,6 +629,56 @@ class ClientPool(PoolShell[Connection, ResponseCoro]):
             if _get_running_loop() is not self._loop:
                 raise self._fail(self._wrong_loop(), method, path) from None
             raise
+        self._stats.requests += 1
+        return response
+
+    async def _request_streamed(
+        self,
+        slot: _ASlot,
+        method: str,
+        path: str,
+        params: ParamsArg | None,
+        headers: HeadersArg | None,
+        content: ContentArg | None,
+        timeout: TimeoutArg,
+    ) -> Response:
+        """A streamed body: the head, then the pieces, then the response.
+
+        Never sent twice: a stale connection's error is raised (with a note
+        saying why it was not retried) instead of the core's one retry.
+        """
+        try:
+            head, upload = self._writer.build_head(
+                method, path, params=params, headers=headers, content=content
+            )
+            if timeout is DEFAULT:
+                timeout = self._timeout
+            timeout = check_timeout(timeout, "timeout")
+            if timeout == 0:
+                raise WriteTimeout("timeout of 0: nothing was sent")
+            deadline = None if timeout is None else self._loop.time() + timeout
+            conn = slot.conn
+            if conn is None or not conn.idle:
+                if conn is not None and conn.alive:
+                    raise PoolError("a request is already in flight on this slot; one at a time")
+                if self._core.closed:
+                    raise PoolClosed("pool closed")
+                await self._reopen(slot, deadline)
+                conn = slot.conn
+                assert conn is not None
+            waiter = conn.send(head, method, deadline)
+            if waiter is None:
+                raise ConnectionClosed("connection closed before the request was sent")
+            try:
+                await conn.send_body(upload, waiter)
+                response = await waiter
+            except asyncio.CancelledError:
+                conn.abandon()
+                raise
+            except WarmlineError as exc:
+                raise not_replayed(exc) from exc.__cause__
+        except WarmlineError as exc:
+            raise self._fail(exc, method, path) from None
         self._stats.requests += 1
         return response
 
@@ -908,9 +964,12 @@ class ClientPool(PoolShell[Connection, ResponseCoro]):
         """Send on ``slot`` and return the response with its body source attached."""
         config = self._config
         try:
-            data = self._writer.build(
-                method, path, params=params, headers=headers, content=content, json=json
-            )
+            try:
+                data = self._writer.build(
+                    method, path, params=params, headers=headers, content=content, json=json
+                )
+            except StreamedBody:
+                raise InvalidRequest(STREAM_UPLOAD_UNSUPPORTED) from None
             if timeout is DEFAULT:
                 timeout = self._timeout
             timeout = check_timeout(timeout, "timeout")

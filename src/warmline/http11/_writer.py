@@ -51,6 +51,7 @@ from typing import Final, TypeAlias, TypeVar
 from warmline._json import dumps as _json_dumps
 from warmline._json import plain_dumps as _plain_json_dumps
 from warmline.errors import InvalidRequest
+from warmline.http11._upload import StreamArg, StreamedBody, Upload, is_streamed, make_upload
 
 __all__ = [
     "CACHE_SIZE",
@@ -64,7 +65,7 @@ __all__ = [
 
 HeadersArg: TypeAlias = Mapping[str, str] | Iterable[tuple[str, str]]
 ParamsArg: TypeAlias = Mapping[str, object] | Iterable[tuple[str, object]]
-ContentArg: TypeAlias = bytes | bytearray | memoryview | str
+ContentArg: TypeAlias = bytes | bytearray | memoryview | str | StreamArg
 
 # The writer copies the body into the one bytes object it returns, so a body
 # costs twice its size in memory while the request is written. Past a few tens
@@ -114,6 +115,7 @@ _CRLF: Final = b"\r\n"
 _VERSION_CRLF: Final = b" HTTP/1.1\r\n"
 _JSON_CONTENT_TYPE: Final = b"Content-Type: application/json\r\n"
 _EMPTY_BODY_LENGTH: Final = b"Content-Length: 0\r\n\r\n"
+_ZERO_LENGTH: Final = _EMPTY_BODY_LENGTH
 
 
 # "Content-Length: N\r\n\r\n" for the body sizes seen, shared by all writers:
@@ -345,8 +347,11 @@ def _body_bytes(content: ContentArg) -> bytes | bytearray | memoryview:
     if isinstance(content, memoryview):
         # len() of a memoryview counts items, not bytes; cast to bytes.
         return content.cast("B") if content.c_contiguous else content.tobytes()
+    if is_streamed(content):
+        raise StreamedBody  # the shell's separate path: build_head() and the pieces
     raise TypeError(
-        f"content must be bytes, bytearray, memoryview or str, not {type(content).__name__}"
+        f"content must be bytes, bytearray, memoryview, str, an iterable or async "
+        f"iterable of bytes, or a binary file object, not {type(content).__name__}"
     )
 
 
@@ -586,6 +591,26 @@ class RequestWriter:
             # Helpers deep down do not know the request; add it where we do.
             exc.with_context(method=method, path=path)
             raise
+
+    def build_head(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: ParamsArg | None = None,
+        headers: HeadersArg | None = None,
+        content: ContentArg | None,
+    ) -> tuple[bytes, Upload]:
+        """The head of a request whose ``content`` is streamed, and its body.
+
+        Off the hot path (taken after :meth:`build` raised StreamedBody): the
+        head is built as for an empty body, whose ``Content-Length: 0`` line
+        is then replaced by the streamed body's framing.
+        """
+        upload = make_upload(content)
+        request = self.build(method, path, params=params, headers=headers, content=b"")
+        assert request.endswith(_ZERO_LENGTH)
+        return request[: -len(_ZERO_LENGTH)] + upload.framing, upload
 
     def _build_plain(self, method: str, path: str) -> bytes:
         """Build and cache a request that has no params, headers or body."""

@@ -20,6 +20,7 @@ from warmline._pool._verbs import ClientVerbs
 from warmline._redirects import Hop
 from warmline.errors import PoolClosed, WarmlineError
 from warmline.http11 import Response
+from warmline.http11._upload import is_streamed
 from warmline.http11._writer import ContentArg, HeadersArg, ParamsArg
 from warmline.resilience._hedge import Hedge
 from warmline.sync._pool import AtomicClientPool, StreamContext
@@ -199,7 +200,9 @@ class Client(ClientBase[AtomicClientPool], ClientVerbs[Response]):
         limiters = state.limiters
         weight = res.weight(method, url) if limiters else 0.0
         hedge = res.hedge
-        if hedge is not None and method not in hedge.methods:
+        # A streamed body is read once: never hedged, never retried.
+        replayable = content is None or not is_streamed(content)
+        if hedge is not None and (method not in hedge.methods or not replayable):
             hedge = None
         attempt = 0
         while True:
@@ -221,14 +224,16 @@ class Client(ClientBase[AtomicClientPool], ClientVerbs[Response]):
                     response = _hedged(executor, pool, call, budget, deadline, hedge, state, weight)
             except WarmlineError as exc:
                 left = None if deadline is None else deadline - clock()
-                pause = res.after_error(attempt, method, exc, time.time(), left)
+                pause = res.after_error(attempt, method, exc, time.time(), left, replayable)
                 if pause is None:
                     raise
             else:
                 if response.status not in res.watched:  # the cheap guard
                     return response
                 left = None if deadline is None else deadline - clock()
-                pause = res.after_response(state, attempt, method, response, time.time(), left)
+                pause = res.after_response(
+                    state, attempt, method, response, time.time(), left, replayable
+                )
                 if pause is None:
                     return response
             state.stats.retries += 1

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import _socket
 import contextlib
+import itertools
 import math
 import os
 import select
@@ -54,6 +55,7 @@ from warmline.errors import (
     WriteTimeout,
 )
 from warmline.http11 import Response, ResponseReader
+from warmline.http11._upload import Upload
 
 __all__ = ["Connection", "open_connection"]
 
@@ -205,6 +207,55 @@ class Connection:
         if not reader.keep_alive:
             # Connection: close, HTTP/1.0, or a close-delimited body: RFC 9112
             # §9.6 - this connection carries no further request.
+            self.close()
+        return response
+
+    def request_streamed(
+        self, head: bytes, upload: Upload, method: str, deadline: float | None
+    ) -> Response:
+        """Send a head, then a streamed body piece by piece, and read the response.
+
+        The slow twin of :meth:`request` (one ``sendall`` per framed piece);
+        same errors, and the same rule: any exception closes the connection.
+        """
+        if upload.is_async:
+            raise TypeError("an async iterable body needs the asyncio pool (warmline.aio)")
+        sock = self._sock
+        reader = self._reader
+        timed = deadline is not None or self.read_timeout is not None
+        until = math.inf if deadline is None else deadline
+        self.busy = True
+        try:
+            reader.start(method)
+            if not timed and self._timeout is not None:
+                sock.settimeout(None)
+                self._timeout = None
+            try:
+                for frame in itertools.chain((head,), upload.frames()):
+                    if timed:
+                        self._arm(sock, until)
+                    sock.sendall(frame)
+            except TimeoutError as exc:
+                raise WriteTimeout("request not sent before the timeout") from exc
+            if timed:
+                response = self._request_timed(sock, reader, b"", until)
+            else:
+                response = self._read_rest(sock, reader)
+        except BaseException as exc:
+            self.busy = False
+            self.close()
+            translated = self._translate(exc, reader)
+            if translated is exc:
+                raise
+            raise translated from exc
+        self.busy = False
+        if self._interrupted is not None:
+            self.close()
+            raise self._interrupted
+        if not self.alive:
+            self.close()
+        self.served = True
+        if not reader.keep_alive:
             self.close()
         return response
 
@@ -407,6 +458,24 @@ class ObservedConnection(Connection):
             return
         self._reported = True
         self.observer.closed(self, reason, error)
+
+    def request_streamed(self, *args: Any, **kwargs: Any) -> Response:
+        return self._reporting(super().request_streamed, *args, **kwargs)
+
+    def _reporting(self, send: Any, *args: Any, **kwargs: Any) -> Response:
+        # request()'s close reporting, for the streamed path (off the hot path).
+        self._in_request = True
+        try:
+            response: Response = send(*args, **kwargs)
+        except BaseException as exc:
+            self._in_request = False
+            if not self.alive:
+                self._report(*(self._pending or (close_reason_of(exc), exc)))
+            raise
+        self._in_request = False
+        if not self.alive:
+            self._report(*(self._pending or (CloseReason.CONNECTION_CLOSE, None)))
+        return response
 
     def request(self, *args: Any, **kwargs: Any) -> Response:
         self._in_request = True

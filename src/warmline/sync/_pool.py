@@ -71,6 +71,7 @@ from warmline._pool._state import IN_USE, OPENING
 from warmline.errors import (
     ConnectError,
     ConnectionClosed,
+    InvalidRequest,
     PoolClosed,
     PoolError,
     PoolTimeout,
@@ -80,6 +81,7 @@ from warmline.errors import (
 from warmline.http11 import (
     Response,
 )
+from warmline.http11._upload import STREAM_UPLOAD_UNSUPPORTED, StreamedBody, not_replayed
 from warmline.http11._writer import ContentArg, HeadersArg, ParamsArg
 from warmline.sync._connection import Connection, open_connection
 from warmline.sync._stream import SyncBody
@@ -588,6 +590,46 @@ class AtomicClientPool(PoolShell[Connection, Response]):
             self._stats.error(exc)
             exc.with_context(origin=self._origin, method=method, path=path)
             raise
+        except StreamedBody:  # an except clause costs nothing until raised
+            return self._request_streamed(slot, method, path, params, headers, content, timeout)
+        self._stats.requests += 1
+        return response
+
+    def _request_streamed(
+        self,
+        slot: _TSlot,
+        method: str,
+        path: str,
+        params: ParamsArg | None,
+        headers: HeadersArg | None,
+        content: ContentArg | None,
+        timeout: TimeoutArg,
+    ) -> Response:
+        """A streamed body: head, pieces, response; never sent twice (a stale
+        connection's error is raised, saying why, instead of the one retry)."""
+        try:
+            head, upload = self._writer.build_head(
+                method, path, params=params, headers=headers, content=content
+            )
+            if timeout is DEFAULT:
+                timeout = self._timeout
+            timeout = check_timeout(timeout, "timeout")
+            if timeout == 0:
+                raise WriteTimeout("timeout of 0: nothing was sent")
+            deadline = None if timeout is None else monotonic() + timeout
+            conn = slot.conn
+            if conn is None or not conn.alive:
+                conn = self._reopen(slot, deadline)
+            elif conn.busy:
+                raise PoolError("a request is already in flight on this slot; one at a time")
+            try:
+                response = conn.request_streamed(head, upload, method, deadline)
+            except WarmlineError as exc:
+                raise not_replayed(exc) from exc.__cause__
+        except WarmlineError as exc:
+            self._stats.error(exc)
+            exc.with_context(origin=self._origin, method=method, path=path)
+            raise
         self._stats.requests += 1
         return response
 
@@ -771,9 +813,12 @@ class AtomicClientPool(PoolShell[Connection, Response]):
         """Send on ``slot`` and return the response with its body source attached."""
         config = self._config
         try:
-            data = self._writer.build(
-                method, path, params=params, headers=headers, content=content, json=json
-            )
+            try:
+                data = self._writer.build(
+                    method, path, params=params, headers=headers, content=content, json=json
+                )
+            except StreamedBody:
+                raise InvalidRequest(STREAM_UPLOAD_UNSUPPORTED) from None
             if timeout is DEFAULT:
                 timeout = self._timeout
             timeout = check_timeout(timeout, "timeout")

@@ -7,6 +7,7 @@ and the first request would meet a stale connection or a reconnect.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 
@@ -61,3 +62,30 @@ def test_keep_warm_refuses_bad_values() -> None:
     for kwargs in ({"interval": 0}, {"interval": -1}, {"method": "POST"}, {"path": "x"}):
         with pytest.raises(ValueError):
             warmline.KeepWarm(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.timeout(30)
+def test_keep_warm_keeps_a_lazy_client_origin_warm(server: RawServer) -> None:
+    """A client's origin not in ``warm`` opens lazily; its connections are kept
+    warm from the first one on (both flavours)."""
+    url = server.url + "/order"
+    with warmline.Client(keep_warm=PING, limits=warmline.Limits(total=2, per_host=1)) as client:
+        assert client.get(url).status == 200
+        time.sleep(2.5)  # past the server's 1 s idle timeout
+        assert client.get(url).status == 200
+        stats = client.stats()[server.url]
+        assert stats.keep_warm_pings >= 4 and stats.stale_retries == 0
+    assert server.connections == 1  # one connection, kept warm all along
+
+    async def aio() -> warmline.PoolStats:
+        async with warmline.AsyncClient(
+            keep_warm=PING, limits=warmline.Limits(total=2, per_host=1)
+        ) as client:
+            assert (await client.get(url)).status == 200
+            await asyncio.sleep(2.5)
+            assert (await client.get(url)).status == 200
+            return client.stats()[server.url]
+
+    stats = asyncio.run(aio())
+    assert stats.keep_warm_pings >= 4 and stats.stale_retries == 0
+    assert server.connections == 2  # the asyncio client's one connection, too

@@ -541,6 +541,8 @@ class ClientPool(PoolShell[Connection, ResponseCoro]):
         self._carry_out(plan)
         if not kept:
             raise self._count(PoolClosed("pool closed", origin=self._origin))
+        if core.keep_warm is not None and self._pinger is None:
+            self._schedule_ping()  # a lazy pool's first connection: keep it warm too
 
     def _release(self, slot: _ASlot) -> None:
         core = self._core

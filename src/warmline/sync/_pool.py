@@ -522,6 +522,8 @@ class AtomicClientPool(PoolShell[Connection, Response]):
         self._carry_out(plan)
         if not kept:
             raise self._count(PoolClosed("pool closed", origin=self._origin))
+        if self._core.keep_warm is not None and self._worker is None:
+            self._wake_worker()  # a lazy pool's first connection: keep it warm too
 
     def _release(self, slot: _TSlot) -> None:
         core = self._core
@@ -937,10 +939,13 @@ class AtomicClientPool(PoolShell[Connection, Response]):
                 pings = core.due_for_ping(monotonic())
             for slot in pings:
                 self._ping(slot)
+        # A slot released since this round is not in next_ping(): with
+        # keep-warm, look again within half an interval.
+        tick = _WORKER_TICK_S if core.keep_warm is None else min(_WORKER_TICK_S, core.keep_warm / 2)
         times = [t for t in (core.next_due(), core.next_ping()) if t is not None]
         if not times:
-            return _WORKER_TICK_S
-        return min(max(min(times) - monotonic(), 0.0), _WORKER_TICK_S)
+            return tick
+        return min(max(min(times) - monotonic(), 0.0), tick)
 
     def _ping(self, slot: _TSlot) -> None:
         """One keep-warm request, on the worker, on a slot the core took off the stack."""

@@ -600,7 +600,8 @@ class ClientPool(PoolShell[Connection, ResponseCoro]):
                 method, path, params=params, headers=headers, content=content, json=json
             )
         except WarmlineError as exc:
-            raise self._fail(exc, method, path) from None
+            self._fail(exc, method, path)
+            raise  # the exception itself, its chained cause kept
         except StreamedBody:  # an except clause costs nothing until raised
             return await self._request_streamed(
                 slot, method, path, params, headers, content, timeout
@@ -680,7 +681,8 @@ class ClientPool(PoolShell[Connection, ResponseCoro]):
             except WarmlineError as exc:
                 raise not_replayed(exc) from exc.__cause__
         except WarmlineError as exc:
-            raise self._fail(exc, method, path) from None
+            self._fail(exc, method, path)
+            raise  # the exception itself, its chained cause kept
         self._stats.requests += 1
         return response
 
@@ -723,7 +725,8 @@ class ClientPool(PoolShell[Connection, ResponseCoro]):
                 conn.abandon()
                 raise
         except WarmlineError as err:
-            raise self._fail(err, method, path) from None
+            self._fail(err, method, path)
+            raise  # the exception itself, its chained cause kept
         self._stats.requests += 1
         return response
 
@@ -1007,7 +1010,8 @@ class ClientPool(PoolShell[Connection, ResponseCoro]):
                     continue  # a stale keep-alive connection: once more on a new one
                 break
         except WarmlineError as exc:
-            raise self._fail(exc, method, path) from None
+            self._fail(exc, method, path)
+            raise  # the exception itself, its chained cause kept
         self._stats.requests += 1
         response._source = body
         return response

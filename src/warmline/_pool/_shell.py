@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
-from warmline._hooks import CompositeHooks, Hooks
+from warmline._hooks import CompositeHooks, Hooks, RequestEvent
 from warmline._policy import DEFAULT, PoolStats, TimeoutArg
 from warmline._pool._core import C, PoolCore, Slot, check_timeout
 from warmline._pool._observe import Observer, TimedReader
-from warmline._pool._verbs import PoolVerbs, SlotVerbs
-from warmline.errors import PoolError, WarmlineError
-from warmline.http11._writer import ContentArg, HeadersArg, ParamsArg
+from warmline._pool._verbs import PoolVerbs, Req, SlotVerbs
+from warmline.errors import InvalidRequest, PoolError, WarmlineError, WriteTimeout
+from warmline.http11._upload import STREAM_UPLOAD_UNSUPPORTED, StreamedBody, Upload
+from warmline.http11._writer import HeadersArg
 
 if TYPE_CHECKING:
     from warmline._config import PoolConfig
@@ -31,11 +33,20 @@ log = logging.getLogger("warmline")
 RELEASED_IN_FLIGHT: Final = "the slot was released while its request was in flight"
 
 R = TypeVar("R")
-L = TypeVar("L", bound="Lease[Any, Any]")
+S = TypeVar("S")
+L = TypeVar("L", bound="Lease[Any, Any, Any]")
 
 
-class PoolShell(PoolVerbs[R], Generic[C, R]):
-    """A pool's state, read-only questions and error bookkeeping."""
+class PoolShell(PoolVerbs[R, S], Generic[C, R, S]):
+    """A pool's state, read-only questions and error bookkeeping, and the
+    parts of a request that do not wait: building it, its deadline, the
+    hooks around it. A shell adds how it waits and talks to sockets.
+    """
+
+    #: The shell's clock, in the unit of deadlines (``loop.time`` on asyncio).
+    _now: Callable[[], float] = staticmethod(monotonic)
+    #: What ``stream()`` returns, given the call that opens the stream.
+    _stream_context: Callable[[Callable[[], Any]], S]
 
     def __init__(self, config: PoolConfig) -> None:
         self._config = config
@@ -61,10 +72,7 @@ class PoolShell(PoolVerbs[R], Generic[C, R]):
         """
         obs = self._observer
         if obs is None:
-            loop = getattr(self, "_loop", None)
-            obs = Observer(
-                self._config, self._core, hooks, latency, monotonic if loop is None else loop.time
-            )
+            obs = Observer(self._config, self._core, hooks, latency, self._now)
             self._observer = obs
         else:
             if latency and obs.histograms is None:
@@ -104,46 +112,79 @@ class PoolShell(PoolVerbs[R], Generic[C, R]):
             obs = self._observe(None, False)
         return obs
 
-    def _request_hooked(
-        self,
-        slot: Slot[C],
-        method: str,
-        path: str,
-        params: ParamsArg | None,
-        headers: HeadersArg | None,
-        content: ContentArg | None,
-        json: Any,
-        timeout: TimeoutArg,
-        lease: object,
-    ) -> R:
+    # -- the request path's shared steps ------------------------------------------
+    def _request(self, slot: Slot[C], req: Req, lease: object) -> R:
         raise NotImplementedError
 
-    def _call_hooked(
-        self,
-        method: str,
-        path: str,
-        params: ParamsArg | None,
-        headers: HeadersArg | None,
-        content: ContentArg | None,
-        json: Any,
-        timeout: TimeoutArg,
-        acquire_timeout: TimeoutArg,
-    ) -> R:
+    def _call_hooked(self, req: Req, acquire_timeout: TimeoutArg) -> R:
+        """``_call`` with hooks or histograms: acquire, send, release, reported."""
         raise NotImplementedError
 
-    def _request(
+    def _observed(
         self,
+        obs: Observer,
+        event: RequestEvent,
+        t0: float,
+        t1: float,
         slot: Slot[C],
-        method: str,
-        path: str,
-        params: ParamsArg | None,
-        headers: HeadersArg | None,
-        content: ContentArg | None,
-        json: Any,
-        timeout: TimeoutArg,
+        req: Req,
         lease: object,
     ) -> R:
+        """The plain request on a held slot, its phases reported around it."""
         raise NotImplementedError
+
+    def _request_hooked(self, slot: Slot[C], req: Req, lease: object) -> R:
+        """``_request`` with hooks or histograms: a lease's request."""
+        obs = self._observer
+        assert obs is not None
+        t0 = monotonic()
+        event, headers = obs.begin(req[0], req[1], req[3])
+        obs.acquired(event, slot.conn, 0.0)
+        return self._observed(obs, event, t0, t0, slot, with_headers(req, headers), lease)
+
+    def _stream(self, req: Req, acquire_timeout: TimeoutArg) -> S:
+        return self._stream_context(lambda: self._stream_call(req, acquire_timeout))
+
+    def _stream_call(self, req: Req, acquire_timeout: TimeoutArg) -> Any:
+        raise NotImplementedError
+
+    def _open_stream(self, slot: Slot[C], req: Req, on_release: Callable[[], None] | None) -> Any:
+        raise NotImplementedError
+
+    def _deadline(self, timeout: TimeoutArg) -> tuple[float | None, float | None]:
+        """The request's timeout and deadline (off the hot path, which inlines this).
+
+        Raises:
+            WriteTimeout: A timeout of 0: nothing is sent.
+            ValueError, TypeError: A bad timeout.
+        """
+        if timeout is DEFAULT:
+            timeout = self._timeout
+        checked = check_timeout(timeout, "timeout")
+        if checked == 0:
+            raise WriteTimeout("timeout of 0: nothing was sent")
+        return checked, None if checked is None else self._now() + checked
+
+    def _stream_setup(self, req: Req) -> tuple[bytes, float | None, float | None]:
+        """A streamed response's request bytes, deadline and read timeout."""
+        method, path, params, headers, content, json, timeout = req
+        try:
+            data = self._writer.build(
+                method, path, params=params, headers=headers, content=content, json=json
+            )
+        except StreamedBody:
+            raise InvalidRequest(STREAM_UPLOAD_UNSUPPORTED) from None
+        timeout, deadline = self._deadline(timeout)
+        read_timeout = self._config.read_timeout
+        return data, deadline, timeout if read_timeout is None else read_timeout
+
+    def _upload_setup(self, req: Req) -> tuple[bytes, Upload, float | None]:
+        """A streamed upload's head, body and deadline."""
+        method, path, params, headers, content, _, timeout = req
+        head, upload = self._writer.build_head(
+            method, path, params=params, headers=headers, content=content
+        )
+        return head, upload, self._deadline(timeout)[1]
 
     def _acquire_wait(self, timeout: TimeoutArg, acquire_timeout: TimeoutArg) -> float | None:
         """How long ``pool.get()`` and friends wait for a slot: ``acquire_timeout``,
@@ -203,7 +244,7 @@ class PoolShell(PoolVerbs[R], Generic[C, R]):
         return f"<{type(self).__name__} {self._core.describe()}>"
 
 
-class Lease(SlotVerbs[R], Generic[C, R]):
+class Lease(SlotVerbs[R, S], Generic[C, R, S]):
     """A leased slot: send requests on one warm connection, then release.
 
     Use it as a context manager (``with slot:`` releases on exit) or call
@@ -215,7 +256,7 @@ class Lease(SlotVerbs[R], Generic[C, R]):
 
     __slots__ = ("_pool", "_slot")
 
-    def __init__(self, pool: PoolShell[C, R], slot: Slot[C]) -> None:
+    def __init__(self, pool: PoolShell[C, R, S], slot: Slot[C]) -> None:
         self._pool = pool
         self._slot: Slot[C] | None = slot
 
@@ -232,16 +273,13 @@ class Lease(SlotVerbs[R], Generic[C, R]):
     def release(self) -> None:
         raise NotImplementedError
 
-    def _send(
-        self,
-        method: str,
-        path: str,
-        params: ParamsArg | None,
-        headers: HeadersArg | None,
-        content: ContentArg | None,
-        json: Any,
-        timeout: TimeoutArg,
-    ) -> R:
+    def _slot_or_raise(self) -> Slot[C]:
+        slot = self._slot
+        if slot is None:
+            raise PoolError("this slot was released; acquire a new one")
+        return slot
+
+    def _send(self, req: Req) -> R:
         # Returns what the pool's _request returns (the coroutine itself on
         # asyncio: one frame per request, not one per layer). ``self`` rides
         # along so that a lease dropped right after ``lease.get()`` returned
@@ -249,5 +287,14 @@ class Lease(SlotVerbs[R], Generic[C, R]):
         slot = self._slot
         if slot is None:
             raise PoolError("this slot was released; acquire a new one")
+        return self._pool._request(slot, req, self)
+
+    def _stream(self, req: Req) -> S:
+        slot = self._slot_or_raise()
         pool = self._pool
-        return pool._request(slot, method, path, params, headers, content, json, timeout, self)
+        return pool._stream_context(lambda: pool._open_stream(slot, req, None))
+
+
+def with_headers(req: Req, headers: HeadersArg | None) -> Req:
+    """``req`` with other headers (the hooks' trace context)."""
+    return (req[0], req[1], req[2], headers, req[4], req[5], req[6])

@@ -176,7 +176,7 @@ class AsyncClient(ClientBase[ClientPool], ClientVerbs[Coroutine[Any, Any, Respon
         async def open_stream() -> Response:
             pool, target = self._lookup(url)
             return await pool._stream_call(
-                up, target, params, headers, content, json, timeout, DEFAULT
+                (up, target, params, headers, content, json, timeout), DEFAULT
             )
 
         return StreamContext(open_stream)
@@ -197,7 +197,7 @@ class AsyncClient(ClientBase[ClientPool], ClientVerbs[Coroutine[Any, Any, Respon
         resilience = self._resilience
         if resilience is None:
             pool, target = self._hits.get(url) or self._lookup(url)
-            return pool._call(method, target, params, headers, content, json, timeout, DEFAULT)
+            return pool._call((method, target, params, headers, content, json, timeout), DEFAULT)
         return self._resilient(resilience, method, url, params, headers, content, json, timeout)
 
     def _send_once(
@@ -214,7 +214,7 @@ class AsyncClient(ClientBase[ClientPool], ClientVerbs[Coroutine[Any, Any, Respon
         if resilience is None:
             # Returns the pool's own coroutine: no frame of the client's per request.
             pool, target = self._hits.get(url) or self._lookup(url)
-            return pool._call(method, target, params, headers, content, json, timeout, DEFAULT)
+            return pool._call((method, target, params, headers, content, json, timeout), DEFAULT)
         return self._resilient(resilience, method, url, params, headers, content, json, timeout)
 
     async def _following(
@@ -288,7 +288,7 @@ class AsyncClient(ClientBase[ClientPool], ClientVerbs[Coroutine[Any, Any, Respon
             try:
                 if hedge is None:
                     response = await pool._call(
-                        method, target, params, headers, content, json, budget, DEFAULT
+                        (method, target, params, headers, content, json, budget), DEFAULT
                     )
                 else:
                     call: Call = (method, target, params, headers, content, json)
@@ -377,7 +377,7 @@ async def _hedged(
 
     def launch() -> asyncio.Task[Response]:
         timeout = budget if deadline is None else _left(deadline, loop.time())
-        task = loop.create_task(pool._call(*call, timeout, DEFAULT))
+        task = loop.create_task(pool._call((*call, timeout), DEFAULT))
         task.add_done_callback(_consume)
         return task
 

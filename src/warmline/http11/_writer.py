@@ -66,6 +66,11 @@ __all__ = [
 HeadersArg: TypeAlias = Mapping[str, str] | Iterable[tuple[str, str]]
 ParamsArg: TypeAlias = Mapping[str, object] | Iterable[tuple[str, object]]
 ContentArg: TypeAlias = bytes | bytearray | memoryview | str | StreamArg
+# The pools' request tuple: method, path, params, headers, content, json and a
+# last item (the timeout) that the writer does not read.
+RequestArgs: TypeAlias = tuple[
+    str, str, ParamsArg | None, HeadersArg | None, ContentArg | None, object, object
+]
 
 # The writer copies the body into the one bytes object it returns, so a body
 # costs twice its size in memory while the request is written. Past a few tens
@@ -591,6 +596,22 @@ class RequestWriter:
             # Helpers deep down do not know the request; add it where we do.
             exc.with_context(method=method, path=path)
             raise
+
+    def build_request(self, req: RequestArgs) -> bytes:
+        """:meth:`build` for the pools' request tuple (method, path, params,
+        headers, content, json, timeout; the last is not read here).
+
+        The tuple is unpacked here, where its items are used: cheaper than
+        unpacking it in the caller and passing four keywords on (callgrind:
+        ~300 instructions less per pooled GET).
+        """
+        method, path, params, headers, content, json, _ = req
+        if params is None and headers is None and content is None and json is None:
+            try:
+                return self._requests[method][path]
+            except KeyError:
+                return self._build_plain(method, path)
+        return self.build(method, path, params=params, headers=headers, content=content, json=json)
 
     def build_head(
         self,

@@ -117,7 +117,7 @@ class Client(ClientBase[AtomicClientPool], ClientVerbs[Response]):
 
         def open_stream() -> Response:
             pool, target = self._lookup(url)
-            return pool._stream_call(up, target, params, headers, content, json, timeout, DEFAULT)
+            return pool._stream_call((up, target, params, headers, content, json, timeout), DEFAULT)
 
         return StreamContext(open_stream)
 
@@ -137,7 +137,7 @@ class Client(ClientBase[AtomicClientPool], ClientVerbs[Response]):
         resilience = self._resilience
         if resilience is None:
             pool, target = self._hits.get(url) or self._lookup(url)
-            return pool._call(method, target, params, headers, content, json, timeout, DEFAULT)
+            return pool._call((method, target, params, headers, content, json, timeout), DEFAULT)
         return self._resilient(resilience, method, url, params, headers, content, json, timeout)
 
     def _send_once(
@@ -153,7 +153,7 @@ class Client(ClientBase[AtomicClientPool], ClientVerbs[Response]):
         resilience = self._resilience
         if resilience is None:
             pool, target = self._hits.get(url) or self._lookup(url)
-            return pool._call(method, target, params, headers, content, json, timeout, DEFAULT)
+            return pool._call((method, target, params, headers, content, json, timeout), DEFAULT)
         return self._resilient(resilience, method, url, params, headers, content, json, timeout)
 
     def _following(
@@ -216,7 +216,7 @@ class Client(ClientBase[AtomicClientPool], ClientVerbs[Response]):
             try:
                 if hedge is None:
                     response = pool._call(
-                        method, target, params, headers, content, json, budget, DEFAULT
+                        (method, target, params, headers, content, json, budget), DEFAULT
                     )
                 else:
                     call: Call = (method, target, params, headers, content, json)
@@ -308,7 +308,7 @@ def _hedged(
 
     def send() -> Response:
         timeout = budget if deadline is None else _left(deadline, time.monotonic())
-        return pool._call(*call, timeout, DEFAULT)
+        return pool._call((*call, timeout), DEFAULT)
 
     def launch() -> Future[Response]:
         try:

@@ -66,12 +66,12 @@ from warmline._policy import (
 )
 from warmline._pool import Plan, Slot, Waiter, check_timeout, connect_verdict
 from warmline._pool._observe import Observer
-from warmline._pool._shell import RELEASED_IN_FLIGHT, Lease, PoolShell
+from warmline._pool._shell import RELEASED_IN_FLIGHT, Lease, PoolShell, with_headers
 from warmline._pool._state import IN_USE, OPENING
+from warmline._pool._verbs import Req
 from warmline.errors import (
     ConnectError,
     ConnectionClosed,
-    InvalidRequest,
     PoolClosed,
     PoolError,
     PoolTimeout,
@@ -81,8 +81,7 @@ from warmline.errors import (
 from warmline.http11 import (
     Response,
 )
-from warmline.http11._upload import STREAM_UPLOAD_UNSUPPORTED, StreamedBody, not_replayed
-from warmline.http11._writer import ContentArg, HeadersArg, ParamsArg
+from warmline.http11._upload import StreamedBody, not_replayed
 from warmline.sync._connection import Connection, open_connection
 from warmline.sync._stream import SyncBody
 
@@ -150,7 +149,7 @@ class StreamContext:
             response._abandon()
 
 
-class AtomicClientSlot(Lease[Connection, Response]):
+class AtomicClientSlot(Lease[Connection, Response, StreamContext]):
     """A leased slot of an :class:`AtomicClientPool` (see
     :class:`~warmline._pool._shell.Lease`), released from any thread. A lease
     garbage-collected without release returns its slot.
@@ -168,31 +167,6 @@ class AtomicClientSlot(Lease[Connection, Response]):
             with contextlib.suppress(Exception):
                 self._pool._release_from_gc(slot)
 
-    def stream(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: ParamsArg | None = None,
-        headers: HeadersArg | None = None,
-        content: ContentArg | None = None,
-        json: Any = None,
-        timeout: TimeoutArg = DEFAULT,
-    ) -> StreamContext:
-        """A streamed request on this slot: ``with slot.stream("GET", path) as r:``.
-
-        Arguments as for :meth:`request`; see :meth:`AtomicClientPool.stream`.
-        The slot stays leased when the stream ends.
-        """
-        slot = self._slot
-        if slot is None:
-            raise PoolError("this slot was released; acquire a new one")
-        pool = self._pool
-        up = method.upper()
-        return StreamContext(
-            lambda: pool._open_stream(slot, up, path, params, headers, content, json, timeout, None)
-        )
-
     def release(self) -> None:
         """Return the slot to its pool (idempotent)."""
         slot = self._slot
@@ -201,7 +175,7 @@ class AtomicClientSlot(Lease[Connection, Response]):
             self._pool._release(slot)
 
 
-class AtomicClientPool(PoolShell[Connection, Response]):
+class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
     """Thread-safe, pre-connected, self-healing pool of HTTP/1.1 connections.
 
     Make one with ``AtomicClientPool.connect(url, ...)``; see that method for
@@ -216,6 +190,8 @@ class AtomicClientPool(PoolShell[Connection, Response]):
         ...         r = slot.get("/ticker", params={"symbol": "BTCUSDT"})
         ...     r = pool.get("/time")              # acquire + request + release
     """
+
+    _stream_context = StreamContext
 
     def __init__(self, config: PoolConfig, lock: threading.Lock | None = None) -> None:
         """Use :meth:`connect`; this only builds the empty pool.
@@ -543,26 +519,12 @@ class AtomicClientPool(PoolShell[Connection, Response]):
         self._carry_out(plan, PoolError(RELEASED_IN_FLIGHT, origin=self._origin) if busy else None)
 
     # -- requests ----------------------------------------------------------
-    def _request(
-        self,
-        slot: _TSlot,
-        method: str,
-        path: str,
-        params: ParamsArg | None,
-        headers: HeadersArg | None,
-        content: ContentArg | None,
-        json: Any,
-        timeout: TimeoutArg,
-        lease: object = None,
-    ) -> Response:
+    def _request(self, slot: _TSlot, req: Req, lease: object = None) -> Response:
+        method = req[0]
         core = self._core
         try:
-            if params is None and headers is None and content is None and json is None:
-                data = self._writer.build(method, path)  # no keywords to pass: ~0.1 us less
-            else:
-                data = self._writer.build(
-                    method, path, params=params, headers=headers, content=content, json=json
-                )
+            data = self._writer.build_request(req)
+            timeout = req[6]
             if timeout is DEFAULT:
                 timeout = self._timeout
             elif timeout is not None:
@@ -573,12 +535,7 @@ class AtomicClientPool(PoolShell[Connection, Response]):
                 deadline = monotonic() + timeout
             else:
                 raise WriteTimeout("timeout of 0: nothing was sent")
-            conn = slot.conn
-            if conn is None or not conn.alive:
-                # The previous response on this lease closed the connection.
-                conn = self._reopen(slot, deadline)
-            elif conn.busy:
-                raise PoolError("a request is already in flight on this slot; one at a time")
+            conn = self._idle_conn(slot, deadline)
             try:
                 response = conn.request(data, method, deadline)
             except WarmlineError as exc:
@@ -589,122 +546,70 @@ class AtomicClientPool(PoolShell[Connection, Response]):
                 conn = self._reopen(slot, deadline)
                 response = conn.request(data, method, deadline)
         except WarmlineError as exc:
-            self._stats.error(exc)
-            exc.with_context(origin=self._origin, method=method, path=path)
+            self._fail(exc, method, req[1])
             raise
         except StreamedBody:  # an except clause costs nothing until raised
-            return self._request_streamed(slot, method, path, params, headers, content, timeout)
+            return self._request_streamed(slot, req)
         self._stats.requests += 1
         return response
 
-    def _request_streamed(
-        self,
-        slot: _TSlot,
-        method: str,
-        path: str,
-        params: ParamsArg | None,
-        headers: HeadersArg | None,
-        content: ContentArg | None,
-        timeout: TimeoutArg,
-    ) -> Response:
+    def _idle_conn(self, slot: _TSlot, deadline: float | None) -> Connection:
+        """The slot's connection, ready for a request: reopened if closed."""
+        conn = slot.conn
+        if conn is None or not conn.alive:
+            # The previous response on this lease closed the connection.
+            return self._reopen(slot, deadline)
+        if conn.busy:
+            raise PoolError("a request is already in flight on this slot; one at a time")
+        return conn
+
+    def _request_streamed(self, slot: _TSlot, req: Req) -> Response:
         """A streamed body: head, pieces, response; never sent twice (a stale
         connection's error is raised, saying why, instead of the one retry)."""
+        method = req[0]
         try:
-            head, upload = self._writer.build_head(
-                method, path, params=params, headers=headers, content=content
-            )
-            if timeout is DEFAULT:
-                timeout = self._timeout
-            timeout = check_timeout(timeout, "timeout")
-            if timeout == 0:
-                raise WriteTimeout("timeout of 0: nothing was sent")
-            deadline = None if timeout is None else monotonic() + timeout
-            conn = slot.conn
-            if conn is None or not conn.alive:
-                conn = self._reopen(slot, deadline)
-            elif conn.busy:
-                raise PoolError("a request is already in flight on this slot; one at a time")
+            head, upload, deadline = self._upload_setup(req)
+            conn = self._idle_conn(slot, deadline)
             try:
                 response = conn.request_streamed(head, upload, method, deadline)
             except WarmlineError as exc:
                 raise not_replayed(exc) from exc.__cause__
         except WarmlineError as exc:
-            self._stats.error(exc)
-            exc.with_context(origin=self._origin, method=method, path=path)
+            self._fail(exc, method, req[1])
             raise
         self._stats.requests += 1
         return response
 
-    def _call(
-        self,
-        method: str,
-        path: str,
-        params: ParamsArg | None,
-        headers: HeadersArg | None,
-        content: ContentArg | None,
-        json: Any,
-        timeout: TimeoutArg,
-        acquire_timeout: TimeoutArg,
-    ) -> Response:
-        # No lease object: the pool holds the slot itself for the call.
+    def _take(self, timeout: TimeoutArg, acquire_timeout: TimeoutArg) -> _TSlot:
+        """A slot for the pool's own request (``pool.get()``)."""
         slot = None if self._core.waiters else self._pop()
         if slot is None:
             slot = self._wait(self._acquire_wait(timeout, acquire_timeout), None)
+        return slot
+
+    def _call(self, req: Req, acquire_timeout: TimeoutArg) -> Response:
+        # No lease object: the pool holds the slot itself for the call.
+        slot = self._take(req[6], acquire_timeout)
         try:
-            return self._request(slot, method, path, params, headers, content, json, timeout)
+            return self._request(slot, req)
         finally:
             self._release(slot)
 
     # -- the hooked request path (bound on the instance; see _pool/_observe) ------
-    def _request_hooked(
-        self,
-        slot: _TSlot,
-        method: str,
-        path: str,
-        params: ParamsArg | None,
-        headers: HeadersArg | None,
-        content: ContentArg | None,
-        json: Any,
-        timeout: TimeoutArg,
-        lease: object = None,
-    ) -> Response:
+    def _call_hooked(self, req: Req, acquire_timeout: TimeoutArg) -> Response:
         obs = self._observer
         assert obs is not None
         t0 = monotonic()
-        event, headers = obs.begin(method, path, headers)
-        obs.acquired(event, slot.conn, 0.0)
-        return self._observed(
-            obs, event, t0, t0, slot, method, path, params, headers, content, json, timeout
-        )
-
-    def _call_hooked(
-        self,
-        method: str,
-        path: str,
-        params: ParamsArg | None,
-        headers: HeadersArg | None,
-        content: ContentArg | None,
-        json: Any,
-        timeout: TimeoutArg,
-        acquire_timeout: TimeoutArg,
-    ) -> Response:
-        obs = self._observer
-        assert obs is not None
-        t0 = monotonic()
-        event, headers = obs.begin(method, path, headers)
+        event, headers = obs.begin(req[0], req[1], req[3])
         try:
-            slot = None if self._core.waiters else self._pop()
-            if slot is None:
-                slot = self._wait(self._acquire_wait(timeout, acquire_timeout), None)
+            slot = self._take(req[6], acquire_timeout)
         except BaseException as exc:
             obs.failed(event, t0, None, None, None, exc)
             raise
         t1 = monotonic()
         obs.acquired(event, slot.conn, t1 - t0)
         try:
-            return self._observed(
-                obs, event, t0, t1, slot, method, path, params, headers, content, json, timeout
-            )
+            return self._observed(obs, event, t0, t1, slot, with_headers(req, headers), None)
         finally:
             self._release(slot)
 
@@ -715,20 +620,12 @@ class AtomicClientPool(PoolShell[Connection, Response]):
         t0: float,
         t1: float,
         slot: _TSlot,
-        method: str,
-        path: str,
-        params: ParamsArg | None,
-        headers: HeadersArg | None,
-        content: ContentArg | None,
-        json: Any,
-        timeout: TimeoutArg,
+        req: Req,
+        lease: object,
     ) -> Response:
-        """The plain request on a held slot, its phases reported around it."""
         first = slot.conn
         try:
-            response = AtomicClientPool._request(
-                self, slot, method, path, params, headers, content, json, timeout
-            )
+            response = AtomicClientPool._request(self, slot, req)
         except BaseException as exc:
             obs.failed(event, t0, t1, first, slot.conn, exc)
             raise
@@ -736,104 +633,24 @@ class AtomicClientPool(PoolShell[Connection, Response]):
         return response
 
     # -- streams -----------------------------------------------------------
-    def stream(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: ParamsArg | None = None,
-        headers: HeadersArg | None = None,
-        content: ContentArg | None = None,
-        json: Any = None,
-        timeout: TimeoutArg = DEFAULT,
-        acquire_timeout: TimeoutArg = DEFAULT,
-    ) -> StreamContext:
-        """Send a request and read only its head: ``with pool.stream("GET", p) as r:``.
-
-        The body is then read with ``r.iter_bytes(chunk_size)`` (decoded),
-        ``r.iter_raw()`` (as sent), ``r.iter_lines()`` or ``r.read()``; the
-        slot is held until the block ends (or ``r.close()``). Nothing is
-        received before the consumer asks, so memory stays at one read.
-        ``timeout`` bounds the wait for the head, and then each wait for
-        more of the body (``Timeouts.read`` when the pool has one).
-        Arguments otherwise as for :meth:`request`.
-
-        Example:
-            >>> with pool.stream("GET", "/download") as r:
-            ...     for chunk in r.iter_bytes(65536):
-            ...         sink.write(chunk)
-        """
-        up = method.upper()
-        return StreamContext(
-            lambda: self._stream_call(
-                up, path, params, headers, content, json, timeout, acquire_timeout
-            )
-        )
-
-    def _stream_call(
-        self,
-        method: str,
-        path: str,
-        params: ParamsArg | None,
-        headers: HeadersArg | None,
-        content: ContentArg | None,
-        json: Any,
-        timeout: TimeoutArg,
-        acquire_timeout: TimeoutArg,
-    ) -> Response:
-        slot = None if self._core.waiters else self._pop()
-        if slot is None:
-            slot = self._wait(self._acquire_wait(timeout, acquire_timeout), None)
+    def _stream_call(self, req: Req, acquire_timeout: TimeoutArg) -> Response:
+        slot = self._take(req[6], acquire_timeout)
         try:
-            return self._open_stream(
-                slot,
-                method,
-                path,
-                params,
-                headers,
-                content,
-                json,
-                timeout,
-                lambda: self._release(slot),
-            )
+            return self._open_stream(slot, req, lambda: self._release(slot))
         except BaseException:
             self._release(slot)
             raise
 
     def _open_stream(
-        self,
-        slot: _TSlot,
-        method: str,
-        path: str,
-        params: ParamsArg | None,
-        headers: HeadersArg | None,
-        content: ContentArg | None,
-        json: Any,
-        timeout: TimeoutArg,
-        on_release: Callable[[], None] | None,
+        self, slot: _TSlot, req: Req, on_release: Callable[[], None] | None
     ) -> Response:
         """Send on ``slot`` and return the response with its body source attached."""
         config = self._config
+        method = req[0]
         try:
-            try:
-                data = self._writer.build(
-                    method, path, params=params, headers=headers, content=content, json=json
-                )
-            except StreamedBody:
-                raise InvalidRequest(STREAM_UPLOAD_UNSUPPORTED) from None
-            if timeout is DEFAULT:
-                timeout = self._timeout
-            timeout = check_timeout(timeout, "timeout")
-            if timeout == 0:
-                raise WriteTimeout("timeout of 0: nothing was sent")
-            deadline = None if timeout is None else monotonic() + timeout
-            read_timeout = config.read_timeout if config.read_timeout is not None else timeout
+            data, deadline, read_timeout = self._stream_setup(req)
             for attempt in (0, 1):
-                conn = slot.conn
-                if conn is None or not conn.alive:
-                    conn = self._reopen(slot, deadline)
-                elif conn.busy:
-                    raise PoolError("a request is already in flight on this slot; one at a time")
+                conn = self._idle_conn(slot, deadline)
                 body = SyncBody(
                     conn,
                     read_timeout=read_timeout,
@@ -850,8 +667,7 @@ class AtomicClientPool(PoolShell[Connection, Response]):
                     continue  # a stale keep-alive connection: once more on a new one
                 break
         except WarmlineError as exc:
-            self._stats.error(exc)
-            exc.with_context(origin=self._origin, method=method, path=path)
+            self._fail(exc, method, req[1])
             raise
         self._stats.requests += 1
         response._source = body

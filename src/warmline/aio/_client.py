@@ -18,7 +18,8 @@ from warmline._pool._client import (
 )
 from warmline._pool._verbs import ClientVerbs
 from warmline._redirects import Hop
-from warmline.aio._pool import ClientPool, StreamContext
+from warmline.aio._pool import ClientPool
+from warmline.aio._stream import StreamContext
 from warmline.errors import PoolError, WarmlineError
 from warmline.http11 import Response
 from warmline.http11._upload import is_streamed

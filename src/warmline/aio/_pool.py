@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from asyncio.events import _get_running_loop
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator
 from time import monotonic
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -31,7 +31,7 @@ from warmline._pool._shell import RELEASED_IN_FLIGHT, Lease, PoolShell, with_hea
 from warmline._pool._state import HEALING, IN_USE, OPENING, READY
 from warmline._pool._verbs import Req
 from warmline.aio._connection import Connection, open_connection
-from warmline.aio._stream import AioBody
+from warmline.aio._stream import AioBody, StreamContext
 from warmline.errors import (
     ConnectionClosed,
     PoolClosed,
@@ -60,39 +60,6 @@ class _Waiter(Waiter):
     def __init__(self, future: asyncio.Future[None]) -> None:
         super().__init__()
         self.future = future
-
-
-class StreamContext:
-    """What ``stream()`` returns: ``async with pool.stream(...) as response:``.
-
-    On entry the request is sent and its head read; the body is read with
-    the response's ``aiter_bytes()`` and friends. On exit the stream is
-    closed (``aclose()``: the connection reused, drained or closed; see
-    :mod:`warmline.aio._stream`); leaving with an exception, or a
-    cancellation, closes the connection without draining.
-    """
-
-    __slots__ = ("_open", "_response")
-
-    def __init__(self, open_stream: Callable[[], Awaitable[Response]]) -> None:
-        self._open = open_stream
-        self._response: Response | None = None
-
-    async def __aenter__(self) -> Response:
-        self._response = await self._open()
-        return self._response
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        response = self._response
-        self._response = None
-        if response is None:
-            return
-        if et is None:
-            await response.aclose()
-        else:
-            response._abandon()
 
 
 class ClientSlot(Lease[Connection, ResponseCoro, StreamContext]):

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from types import TracebackType
 from typing import TYPE_CHECKING, Final, cast
 
 from warmline.errors import ConnectionClosed, ReadTimeout, StreamClosed, WarmlineError
@@ -36,7 +37,7 @@ from warmline.http11 import Response
 if TYPE_CHECKING:
     from warmline.aio._connection import Connection
 
-__all__ = ["DRAIN_TIMEOUT", "HIGH_WATER", "LOW_WATER", "AioBody"]
+__all__ = ["DRAIN_TIMEOUT", "HIGH_WATER", "LOW_WATER", "AioBody", "StreamContext"]
 
 # Buffered bytes above which the transport is paused, and below which it
 # resumes. 256 KiB: aiohttp's StreamReader pauses at 2 x its 64 KiB limit
@@ -306,3 +307,36 @@ class AioBody(asyncio.Protocol):
         more = self._more
         if more is not None and not more.done():
             more.set_result(None)
+
+
+class StreamContext:
+    """What ``stream()`` returns: ``async with pool.stream(...) as response:``.
+
+    On entry the request is sent and its head read; the body is read with
+    the response's ``aiter_bytes()`` and friends. On exit the stream is
+    closed (``aclose()``: the connection reused, drained or closed; see
+    :mod:`warmline.aio._stream`); leaving with an exception, or a
+    cancellation, closes the connection without draining.
+    """
+
+    __slots__ = ("_open", "_response")
+
+    def __init__(self, open_stream: Callable[[], Awaitable[Response]]) -> None:
+        self._open = open_stream
+        self._response: Response | None = None
+
+    async def __aenter__(self) -> Response:
+        self._response = await self._open()
+        return self._response
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        response = self._response
+        self._response = None
+        if response is None:
+            return
+        if et is None:
+            await response.aclose()
+        else:
+            response._abandon()

@@ -23,7 +23,8 @@ from warmline.http11 import Response
 from warmline.http11._upload import is_streamed
 from warmline.http11._writer import ContentArg, HeadersArg, ParamsArg
 from warmline.resilience._hedge import Hedge
-from warmline.sync._pool import AtomicClientPool, StreamContext
+from warmline.sync._pool import AtomicClientPool
+from warmline.sync._stream import StreamContext
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack

@@ -37,18 +37,15 @@ that two different per-object locks do not give. The release path would take
 the pool lock around its append and check; measure before choosing.
 
 Background: one daemon worker thread per pool reconnects dead slots with
-:class:`~warmline.Backoff` and watches every idle connection with epoll
-(``EPOLLRDHUP``, edge-triggered: it wakes when a peer closes, never for a
-response), so a connection a server closes for idleness is replaced at once
-and ``try_acquire()`` finds a warm slot. It holds the pool only weakly: a
-pool dropped without ``close()`` lets its worker exit.
+:class:`~warmline.Backoff` and replaces at once an idle connection whose
+peer closed, so ``try_acquire()`` finds a warm slot (the thread and its
+epoll set: :mod:`warmline.sync._watch`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import select
 import socket
 import threading
 import weakref
@@ -83,7 +80,8 @@ from warmline.http11 import (
 )
 from warmline.http11._upload import StreamedBody, not_replayed
 from warmline.sync._connection import Connection, open_connection
-from warmline.sync._stream import SyncBody
+from warmline.sync._stream import StreamContext, SyncBody
+from warmline.sync._watch import Watcher
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -97,8 +95,6 @@ _WORKER_TICK_S: Final = 1.0
 # close() waits this long for the worker; one inside a connect is abandoned
 # (it closes what it opens once it sees the pool closed).
 _CLOSE_JOIN_S: Final = 0.25
-# epoll: wake on a peer's close only (not on data), once per close.
-_WATCH_EVENTS: Final = getattr(select, "EPOLLRDHUP", 0) | getattr(select, "EPOLLET", 0)
 
 
 # Every pool of this process, for fork(): the child drops what it inherited.
@@ -114,39 +110,6 @@ class _Waiter(Waiter):
         super().__init__()
         self.lock = threading.Lock()
         self.lock.acquire()  # held until the waiter is served
-
-
-class StreamContext:
-    """What ``stream()`` returns: ``with pool.stream(...) as response:``.
-
-    On entry the request is sent and its head read; the body is read with
-    the response's ``iter_bytes()`` and friends. On exit the stream is
-    closed (``close()``: the connection reused, drained or closed; see
-    :mod:`warmline.sync._stream`); leaving with an exception closes the
-    connection without draining.
-    """
-
-    __slots__ = ("_open", "_response")
-
-    def __init__(self, open_stream: Callable[[], Response]) -> None:
-        self._open = open_stream
-        self._response: Response | None = None
-
-    def __enter__(self) -> Response:
-        self._response = self._open()
-        return self._response
-
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        response = self._response
-        self._response = None
-        if response is None:
-            return
-        if et is None:
-            response.close()
-        else:
-            response._abandon()
 
 
 class AtomicClientSlot(Lease[Connection, Response, StreamContext]):
@@ -207,19 +170,8 @@ class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
         self._connecting: set[socket.socket] = set()
         self._gc_released: list[_TSlot] = []
         self._failure_log = FailureLog()
-        self._worker: threading.Thread | None = None
-        self._watch: dict[int, _TSlot] = {}
-        self._epoll: Any = None
-        self._wake_r = self._wake_w = -1
-        self._open_watch()
+        self._watcher: Watcher[_TSlot] = Watcher(f"warmline-heal {self.origin}")
         _POOLS.add(self)
-
-    def _open_watch(self) -> None:
-        if hasattr(select, "epoll"):
-            self._epoll = select.epoll()
-            self._wake_r, self._wake_w = os.pipe()
-            os.set_blocking(self._wake_w, False)
-            self._epoll.register(self._wake_r, select.EPOLLIN)
 
     # -- construction ------------------------------------------------------
     @classmethod
@@ -264,7 +216,7 @@ class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
                 self._locked(core.opened, slot, result, monotonic())
             else:
                 self._locked(core.open_failed, slot, monotonic())
-        if self._epoll is not None or core.keep_warm is not None:
+        if self._watcher.watching or core.keep_warm is not None:
             self._wake_worker()  # watch and keep warm the idle connections from now on
 
     def _open_later(self, slots: list[_TSlot], plan: Plan[Connection]) -> None:
@@ -498,7 +450,7 @@ class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
         self._carry_out(plan)
         if not kept:
             raise self._count(PoolClosed("pool closed", origin=self._origin))
-        if self._core.keep_warm is not None and self._worker is None:
+        if self._core.keep_warm is not None and self._watcher.thread is None:
             self._wake_worker()  # a lazy pool's first connection: keep it warm too
 
     def _release(self, slot: _TSlot) -> None:
@@ -699,36 +651,24 @@ class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
 
     # -- the worker: healing and watching ----------------------------------
     def _watch_conn(self, slot: _TSlot, conn: Connection) -> None:
-        epoll = self._epoll
-        if epoll is None:
-            return
-        self._watch[conn.fd] = slot
-        with contextlib.suppress(OSError):
-            epoll.register(conn.fd, _WATCH_EVENTS)
+        self._watcher.watch(conn.fd, slot)
 
     def _wake_worker(self) -> None:
         with self._lock:
-            start = self._worker is None and not self._core.closed
-            if start:
-                worker = threading.Thread(
-                    target=_worker_main,
-                    args=(weakref.ref(self),),
-                    name=f"warmline-heal {self.origin}",
-                    daemon=True,
-                )
-                self._worker = worker
-        if start:
-            worker.start()
-        elif self._wake_w >= 0:
-            with contextlib.suppress(OSError):  # full pipe: it is awake anyway
-                os.write(self._wake_w, b"\0")
+            thread = None
+            if self._watcher.thread is None and not self._core.closed:
+                thread = self._watcher.start(self)
+        if thread is not None:
+            thread.start()
+        else:
+            self._watcher.wake()
 
     def _work_once(self) -> float | None:
         """One round of the worker: heal what is due; how long to sleep (None: exit)."""
         core = self._core
         with self._lock:
             if core.closed:
-                self._worker = None
+                self._watcher.thread = None
                 return None
             due = core.due(monotonic())
         for i, slot in enumerate(due):
@@ -784,15 +724,10 @@ class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
         if self._observer is not None:
             self._observer.keep_warm(conn, status, monotonic() - started, error)
 
-    def _on_events(self, events: list[tuple[int, int]]) -> None:
+    def _peer_closed(self, closed: list[tuple[int, _TSlot]]) -> None:
         now = monotonic()
-        for fd, _ in events:
-            if fd == self._wake_r:
-                with contextlib.suppress(OSError):
-                    os.read(self._wake_r, 4096)
-                continue
-            slot = self._watch.get(fd)
-            if slot is not None and slot.conn is not None and slot.conn.fd == fd:
+        for fd, slot in closed:
+            if slot.conn is not None and slot.conn.fd == fd:  # not replaced since
                 self._locked(self._core.lost, slot, now)
 
     # -- closing and forking --------------------------------------------------
@@ -806,8 +741,8 @@ class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
         plan: Plan[Connection] = Plan()
         with self._lock:
             in_flight = self._core.close(plan)
-            worker = self._worker
-            self._worker = None
+            worker = self._watcher.thread
+            self._watcher.thread = None
         closed = PoolClosed("pool closed", origin=self._origin)
         for conn in in_flight:
             conn.close(closed)
@@ -815,24 +750,11 @@ class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
         self._carry_out(plan, closed)
-        if self._wake_w >= 0:
-            with contextlib.suppress(OSError):
-                os.write(self._wake_w, b"\0")
+        self._watcher.wake()
         if worker is not None and worker is not threading.current_thread():
             worker.join(_CLOSE_JOIN_S)
         if worker is None or not worker.is_alive():
-            self._close_watch()
-
-    def _close_watch(self) -> None:
-        epoll, self._epoll = self._epoll, None
-        if epoll is not None:
-            epoll.close()
-        for fd in (self._wake_r, self._wake_w):
-            if fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        self._wake_r = self._wake_w = -1
-        self._watch.clear()
+            self._watcher.close()
 
     def _after_fork(self) -> None:
         # In the child: the lock may have been held by a thread that does not
@@ -840,16 +762,9 @@ class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
         # parent. Start afresh without touching what the parent uses.
         self._lock = threading.Lock()
         self._gc_released = []
-        self._worker = None
         for conn in self._core.after_fork():
             conn.forget()
-        if self._epoll is not None:
-            self._epoll.close()
-            for fd in (self._wake_r, self._wake_w):
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-            self._watch.clear()
-            self._open_watch()
+        self._watcher.after_fork()
         if not self._core.closed and not self._core.lazy:
             self._wake_worker()
 
@@ -860,34 +775,6 @@ class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
-
-
-def _worker_main(ref: weakref.ref[AtomicClientPool]) -> None:
-    """The heal-and-watch loop; holds its pool only while it works on it."""
-    while True:
-        pool = ref()
-        if pool is None:
-            return
-        sleep = pool._work_once()
-        epoll = pool._epoll
-        if sleep is None:
-            if epoll is not None:
-                pool._close_watch()
-            return
-        del pool
-        if epoll is None:
-            threading.Event().wait(sleep)  # no epoll here: heal only
-            continue
-        try:
-            events = epoll.poll(sleep)
-        except (OSError, ValueError):  # closed under us by close()
-            return
-        if events:
-            pool = ref()
-            if pool is None:
-                return
-            pool._on_events(events)
-            del pool
 
 
 def _reset_after_fork() -> None:

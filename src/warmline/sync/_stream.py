@@ -17,6 +17,7 @@ import math
 from collections import deque
 from collections.abc import Callable
 from time import monotonic
+from types import TracebackType
 from typing import TYPE_CHECKING, Final
 
 from warmline.errors import (
@@ -31,7 +32,7 @@ from warmline.http11 import Response
 if TYPE_CHECKING:
     from warmline.sync._connection import Connection
 
-__all__ = ["DRAIN_TIMEOUT", "SyncBody"]
+__all__ = ["DRAIN_TIMEOUT", "StreamContext", "SyncBody"]
 
 # How long a release waits for a small rest of the body to arrive (drain).
 DRAIN_TIMEOUT: Final = 0.5
@@ -227,3 +228,36 @@ class SyncBody:
         conn = self._conn
         conn.busy = False
         conn.close()
+
+
+class StreamContext:
+    """What ``stream()`` returns: ``with pool.stream(...) as response:``.
+
+    On entry the request is sent and its head read; the body is read with
+    the response's ``iter_bytes()`` and friends. On exit the stream is
+    closed (``close()``: the connection reused, drained or closed; see
+    :mod:`warmline.sync._stream`); leaving with an exception closes the
+    connection without draining.
+    """
+
+    __slots__ = ("_open", "_response")
+
+    def __init__(self, open_stream: Callable[[], Response]) -> None:
+        self._open = open_stream
+        self._response: Response | None = None
+
+    def __enter__(self) -> Response:
+        self._response = self._open()
+        return self._response
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        response = self._response
+        self._response = None
+        if response is None:
+            return
+        if et is None:
+            response.close()
+        else:
+            response._abandon()

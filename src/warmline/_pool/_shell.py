@@ -8,11 +8,12 @@ them and add only how they wait, release and talk to sockets.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable
 from time import monotonic
-from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeAlias, TypeVar
 
 from warmline._hooks import CompositeHooks, Hooks, RequestEvent
 from warmline._policy import DEFAULT, PoolStats, TimeoutArg
@@ -20,6 +21,7 @@ from warmline._pool._core import C, PoolCore, Slot, check_timeout
 from warmline._pool._observe import Observer, TimedReader
 from warmline._pool._verbs import PoolVerbs, Req, SlotVerbs
 from warmline.errors import InvalidRequest, PoolError, WarmlineError, WriteTimeout
+from warmline.http11 import Response
 from warmline.http11._upload import STREAM_UPLOAD_UNSUPPORTED, StreamedBody, Upload
 from warmline.http11._writer import HeadersArg
 
@@ -34,6 +36,8 @@ RELEASED_IN_FLIGHT: Final = "the slot was released while its request was in flig
 
 R = TypeVar("R")
 S = TypeVar("S")
+#: A hooked request's start: its observer, event and start time.
+Begun: TypeAlias = tuple[Observer, RequestEvent, float]
 L = TypeVar("L", bound="Lease[Any, Any, Any]")
 
 
@@ -58,6 +62,12 @@ class PoolShell(PoolVerbs[R, S], Generic[C, R, S]):
         self._core: PoolCore[C] = config.new_core()
         self._core.shell = self
         self._stats = self._core.stats
+        # A streamed body's limits (AioBody, SyncBody).
+        self._body_options: dict[str, Any] = {
+            "drain_limit": config.drain_limit,
+            "decompress": config.decompress,
+            "max_size": config.max_body_size,
+        }
         self._observer: Observer | None = None
         if config.hooks is not None or config.latency:
             self._observe(config.hooks, config.latency)
@@ -116,31 +126,76 @@ class PoolShell(PoolVerbs[R, S], Generic[C, R, S]):
     def _request(self, slot: Slot[C], req: Req, lease: object) -> R:
         raise NotImplementedError
 
-    def _call_hooked(self, req: Req, acquire_timeout: TimeoutArg) -> R:
-        """``_call`` with hooks or histograms: acquire, send, release, reported."""
+    def _release_lease(self, slot: Slot[C]) -> None:
+        """A lease's ``release()``."""
+        raise NotImplementedError
+
+    def _release_from_gc(self, slot: Slot[C]) -> None:
+        """A lease collected without ``release()``, on whatever thread."""
         raise NotImplementedError
 
     def _observed(
-        self,
-        obs: Observer,
-        event: RequestEvent,
-        t0: float,
-        t1: float,
-        slot: Slot[C],
-        req: Req,
-        lease: object,
+        self, begun: Begun, slot: Slot[C] | None, req: Req, lease: object, wait: TimeoutArg
     ) -> R:
-        """The plain request on a held slot, its phases reported around it."""
+        """The plain request with its phases reported around it: on ``slot``
+        (a lease's), or on a slot taken for it within ``wait``, then released
+        (``pool.get()``)."""
         raise NotImplementedError
 
     def _request_hooked(self, slot: Slot[C], req: Req, lease: object) -> R:
         """``_request`` with hooks or histograms: a lease's request."""
+        begun, req = self._begin(req)
+        begun[0].acquired(begun[1], slot.conn, 0.0)
+        return self._observed(begun, slot, req, lease, DEFAULT)
+
+    def _call_hooked(self, req: Req, acquire_timeout: TimeoutArg) -> R:
+        """``_call`` with hooks or histograms: acquire, send, release, reported."""
+        begun, req = self._begin(req)
+        return self._observed(begun, None, req, None, acquire_timeout)
+
+    def _begin(self, req: Req) -> tuple[Begun, Req]:
         obs = self._observer
         assert obs is not None
         t0 = monotonic()
         event, headers = obs.begin(req[0], req[1], req[3])
-        obs.acquired(event, slot.conn, 0.0)
-        return self._observed(obs, event, t0, t0, slot, with_headers(req, headers), lease)
+        return (obs, event, t0), with_headers(req, headers)
+
+    @staticmethod
+    def _acquired(begun: Begun, slot: Slot[C]) -> float:
+        """Report a slot taken for a hooked ``pool.get()``; when, for its timings."""
+        obs, event, t0 = begun
+        t1 = monotonic()
+        obs.acquired(event, slot.conn, t1 - t0)
+        return t1
+
+    def _ended(
+        self,
+        begun: Begun,
+        t1: float | None,
+        first: C | None,
+        slot: Slot[C] | None,
+        result: object,
+        release: bool,
+    ) -> None:
+        """Report a hooked request's end (``result``: a Response or the
+        exception), then release its slot if the request took it."""
+        obs, event, t0 = begun
+        conn = None if slot is None else slot.conn
+        if isinstance(result, BaseException):
+            obs.failed(event, t0, t1, first, conn, result)
+        else:
+            obs.done(event, t0, t0 if t1 is None else t1, first, conn, result)  # type: ignore[arg-type]
+        if release and slot is not None:
+            self._release(slot)
+
+    def _release(self, slot: Slot[C]) -> None:
+        raise NotImplementedError
+
+    def _streamed(self, response: Response, body: object) -> Response:
+        """A stream's response, counted, with its body source attached."""
+        self._stats.requests += 1
+        response._source = body  # type: ignore[assignment]
+        return response
 
     def _stream(self, req: Req, acquire_timeout: TimeoutArg) -> S:
         return self._stream_context(lambda: self._stream_call(req, acquire_timeout))
@@ -270,8 +325,22 @@ class Lease(SlotVerbs[R, S], Generic[C, R, S]):
     def __exit__(self, *exc_info: object) -> None:
         self.release()
 
+    def __del__(self) -> None:
+        # A lease dropped without release() must not drain the pool. The
+        # collector may run on any thread, even inside the pool's locked
+        # section, or after an event loop ended: the shell copes.
+        slot = self._slot
+        if slot is not None:
+            self._slot = None
+            with contextlib.suppress(Exception):
+                self._pool._release_from_gc(slot)
+
     def release(self) -> None:
-        raise NotImplementedError
+        """Return the slot to its pool (idempotent; from any thread)."""
+        slot = self._slot
+        if slot is not None:
+            self._slot = None
+            self._pool._release_lease(slot)
 
     def _slot_or_raise(self) -> Slot[C]:
         slot = self._slot

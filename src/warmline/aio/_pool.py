@@ -19,15 +19,9 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from warmline._config import PoolConfig, PoolOptions
-from warmline._hooks import RequestEvent
-from warmline._policy import (
-    DEFAULT,
-    FailureLog,
-    TimeoutArg,
-)
+from warmline._policy import DEFAULT, FailureLog, TimeoutArg
 from warmline._pool import Plan, Slot, Waiter, check_timeout, connect_verdict
-from warmline._pool._observe import Observer
-from warmline._pool._shell import RELEASED_IN_FLIGHT, Lease, PoolShell, with_headers
+from warmline._pool._shell import RELEASED_IN_FLIGHT, Begun, Lease, PoolShell
 from warmline._pool._state import HEALING, IN_USE, OPENING, READY
 from warmline._pool._verbs import Req
 from warmline.aio._connection import Connection, open_connection
@@ -40,9 +34,7 @@ from warmline.errors import (
     WarmlineError,
     WriteTimeout,
 )
-from warmline.http11 import (
-    Response,
-)
+from warmline.http11 import Response
 from warmline.http11._upload import StreamedBody, not_replayed
 
 if TYPE_CHECKING:
@@ -72,24 +64,6 @@ class ClientSlot(Lease[Connection, ResponseCoro, StreamContext]):
 
     __slots__ = ()
     _pool: ClientPool
-
-    def __del__(self) -> None:
-        # A lease dropped without release() must not drain the pool. This may
-        # run on any thread, after the loop closed: release() copes.
-        if self._slot is not None:
-            with contextlib.suppress(Exception):
-                self.release()
-
-    def release(self) -> None:
-        """Return the slot to its pool (idempotent)."""
-        slot = self._slot
-        if slot is not None:
-            self._slot = None
-            pool = self._pool
-            if _get_running_loop() is pool._loop:
-                pool._release(slot)
-            else:
-                pool._release_elsewhere(slot)
 
 
 class _Acquire:
@@ -504,8 +478,18 @@ class ClientPool(PoolShell[Connection, ResponseCoro, StreamContext]):
         busy = conn is not None and conn.alive and not usable
         self._carry_out(plan, PoolError(RELEASED_IN_FLIGHT, origin=self._origin) if busy else None)
 
+    def _release_lease(self, slot: _ASlot) -> None:
+        # From the garbage collector too: on the loop's thread, while the
+        # loop runs, a release is safe anywhere (it does not await).
+        if _get_running_loop() is self._loop:
+            self._release(slot)
+        else:
+            self._release_elsewhere(slot)
+
+    _release_from_gc = _release_lease
+
     def _release_elsewhere(self, slot: _ASlot) -> None:
-        """A release from another thread or loop (or the garbage collector)."""
+        """A release from another thread or loop, or after the loop ended."""
         loop = self._loop
         if not loop.is_closed():
             with contextlib.suppress(RuntimeError):  # closed at this instant
@@ -710,40 +694,23 @@ class ClientPool(PoolShell[Connection, ResponseCoro, StreamContext]):
         return slot
 
     # -- the hooked request path (bound on the instance; see _pool/_observe) ------
-    async def _call_hooked(self, req: Req, acquire_timeout: TimeoutArg) -> Response:
-        obs = self._observer
-        assert obs is not None
-        t0 = monotonic()
-        event, headers = obs.begin(req[0], req[1], req[3])
-        try:
-            slot = await self._take(req[6], acquire_timeout)
-        except BaseException as exc:
-            obs.failed(event, t0, None, None, None, exc)
-            raise
-        t1 = monotonic()
-        obs.acquired(event, slot.conn, t1 - t0)
-        try:
-            return await self._observed(obs, event, t0, t1, slot, with_headers(req, headers), None)
-        finally:
-            self._release(slot)
-
     async def _observed(
-        self,
-        obs: Observer,
-        event: RequestEvent,
-        t0: float,
-        t1: float,
-        slot: _ASlot,
-        req: Req,
-        lease: object,
+        self, begun: Begun, slot: _ASlot | None, req: Req, lease: object, wait: TimeoutArg
     ) -> Response:
-        first = slot.conn
+        held = slot
+        t1 = None
+        first = None
         try:
+            if held is None:
+                slot = await self._take(req[6], wait)
+                t1 = self._acquired(begun, slot)
+            assert slot is not None
+            first = slot.conn
             response = await ClientPool._request(self, slot, req, lease)
         except BaseException as exc:  # cancellation included
-            obs.failed(event, t0, t1, first, slot.conn, exc)
+            self._ended(begun, t1, first, slot, exc, held is None)
             raise
-        obs.done(event, t0, t1, first, slot.conn, response)
+        self._ended(begun, t1, first, slot, response, held is None)
         return response
 
     # -- streams -----------------------------------------------------------
@@ -759,33 +726,25 @@ class ClientPool(PoolShell[Connection, ResponseCoro, StreamContext]):
         self, slot: _ASlot, req: Req, on_release: Callable[[], None] | None
     ) -> Response:
         """Send on ``slot`` and return the response with its body source attached."""
-        config = self._config
         method = req[0]
         try:
             data, deadline, read_timeout = self._stream_setup(req)
-            for attempt in (0, 1):
+            retry = True
+            while True:
                 conn = await self._idle_conn(slot, deadline)
                 body = AioBody(
-                    conn,
-                    read_timeout=read_timeout,
-                    drain_limit=config.drain_limit,
-                    decompress=config.decompress,
-                    max_size=config.max_body_size,
-                    on_release=on_release,
+                    conn, read_timeout=read_timeout, on_release=on_release, **self._body_options
                 )
                 try:
-                    response = await body.start(data, method, deadline)
+                    return self._streamed(await body.start(data, method, deadline), body)
                 except WarmlineError as exc:
-                    if attempt or not self._core.retry_stale(exc, method):
+                    # A stale keep-alive connection: once more on a new one.
+                    if not (retry and self._core.retry_stale(exc, method)):
                         raise
-                    continue  # a stale keep-alive connection: once more on a new one
-                break
+                retry = False
         except WarmlineError as exc:
             self._fail(exc, method, req[1])
-            raise  # the exception itself, its chained cause kept
-        self._stats.requests += 1
-        response._source = body
-        return response
+            raise  # the exception itself, its chained cause and context kept
 
     # -- closing -----------------------------------------------------------
     async def close(self) -> None:

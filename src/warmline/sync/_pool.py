@@ -55,15 +55,9 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
 from warmline._config import PoolConfig, PoolOptions
-from warmline._hooks import RequestEvent
-from warmline._policy import (
-    DEFAULT,
-    FailureLog,
-    TimeoutArg,
-)
+from warmline._policy import DEFAULT, FailureLog, TimeoutArg
 from warmline._pool import Plan, Slot, Waiter, check_timeout, connect_verdict
-from warmline._pool._observe import Observer
-from warmline._pool._shell import RELEASED_IN_FLIGHT, Lease, PoolShell, with_headers
+from warmline._pool._shell import RELEASED_IN_FLIGHT, Begun, Lease, PoolShell
 from warmline._pool._state import IN_USE, OPENING
 from warmline._pool._verbs import Req
 from warmline.errors import (
@@ -73,11 +67,8 @@ from warmline.errors import (
     PoolError,
     PoolTimeout,
     WarmlineError,
-    WriteTimeout,
 )
-from warmline.http11 import (
-    Response,
-)
+from warmline.http11 import Response
 from warmline.http11._upload import StreamedBody, not_replayed
 from warmline.sync._connection import Connection, open_connection
 from warmline.sync._stream import StreamContext, SyncBody
@@ -120,22 +111,6 @@ class AtomicClientSlot(Lease[Connection, Response, StreamContext]):
 
     __slots__ = ()
     _pool: AtomicClientPool
-
-    def __del__(self) -> None:
-        # A lease dropped without release() must not drain the pool. The
-        # collector may run anywhere, even inside the pool's locked section.
-        slot = self._slot
-        if slot is not None:
-            self._slot = None
-            with contextlib.suppress(Exception):
-                self._pool._release_from_gc(slot)
-
-    def release(self) -> None:
-        """Return the slot to its pool (idempotent)."""
-        slot = self._slot
-        if slot is not None:
-            self._slot = None
-            self._pool._release(slot)
 
 
 class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
@@ -316,6 +291,9 @@ class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
             other: AtomicClientPool = core.shell
             other._locked(core.dispatch)
 
+    def _release_lease(self, slot: _TSlot) -> None:
+        self._release(slot)
+
     def _release_from_gc(self, slot: _TSlot) -> None:
         self._gc_released.append(slot)
         self._try_gc_releases()
@@ -477,16 +455,10 @@ class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
         try:
             data = self._writer.build_request(req)
             timeout = req[6]
-            if timeout is DEFAULT:
-                timeout = self._timeout
-            elif timeout is not None:
-                timeout = check_timeout(timeout, "timeout")
-            if timeout is None:
-                deadline = None
-            elif timeout > 0:
-                deadline = monotonic() + timeout
+            if timeout is DEFAULT and self._timeout:  # the pool's own: checked at connect()
+                deadline: float | None = monotonic() + self._timeout
             else:
-                raise WriteTimeout("timeout of 0: nothing was sent")
+                deadline = self._deadline(timeout)[1]
             conn = self._idle_conn(slot, deadline)
             try:
                 response = conn.request(data, method, deadline)
@@ -548,40 +520,23 @@ class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
             self._release(slot)
 
     # -- the hooked request path (bound on the instance; see _pool/_observe) ------
-    def _call_hooked(self, req: Req, acquire_timeout: TimeoutArg) -> Response:
-        obs = self._observer
-        assert obs is not None
-        t0 = monotonic()
-        event, headers = obs.begin(req[0], req[1], req[3])
-        try:
-            slot = self._take(req[6], acquire_timeout)
-        except BaseException as exc:
-            obs.failed(event, t0, None, None, None, exc)
-            raise
-        t1 = monotonic()
-        obs.acquired(event, slot.conn, t1 - t0)
-        try:
-            return self._observed(obs, event, t0, t1, slot, with_headers(req, headers), None)
-        finally:
-            self._release(slot)
-
     def _observed(
-        self,
-        obs: Observer,
-        event: RequestEvent,
-        t0: float,
-        t1: float,
-        slot: _TSlot,
-        req: Req,
-        lease: object,
+        self, begun: Begun, slot: _TSlot | None, req: Req, lease: object, wait: TimeoutArg
     ) -> Response:
-        first = slot.conn
+        held = slot
+        t1 = None
+        first = None
         try:
+            if held is None:
+                slot = self._take(req[6], wait)
+                t1 = self._acquired(begun, slot)
+            assert slot is not None
+            first = slot.conn
             response = AtomicClientPool._request(self, slot, req)
-        except BaseException as exc:
-            obs.failed(event, t0, t1, first, slot.conn, exc)
+        except BaseException as exc:  # cancellation included
+            self._ended(begun, t1, first, slot, exc, held is None)
             raise
-        obs.done(event, t0, t1, first, slot.conn, response)
+        self._ended(begun, t1, first, slot, response, held is None)
         return response
 
     # -- streams -----------------------------------------------------------
@@ -597,33 +552,25 @@ class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
         self, slot: _TSlot, req: Req, on_release: Callable[[], None] | None
     ) -> Response:
         """Send on ``slot`` and return the response with its body source attached."""
-        config = self._config
         method = req[0]
         try:
             data, deadline, read_timeout = self._stream_setup(req)
-            for attempt in (0, 1):
+            retry = True
+            while True:
                 conn = self._idle_conn(slot, deadline)
                 body = SyncBody(
-                    conn,
-                    read_timeout=read_timeout,
-                    drain_limit=config.drain_limit,
-                    decompress=config.decompress,
-                    max_size=config.max_body_size,
-                    on_release=on_release,
+                    conn, read_timeout=read_timeout, on_release=on_release, **self._body_options
                 )
                 try:
-                    response = body.start(data, method, deadline)
+                    return self._streamed(body.start(data, method, deadline), body)
                 except WarmlineError as exc:
-                    if attempt or not self._core.retry_stale(exc, method):
+                    # A stale keep-alive connection: once more on a new one.
+                    if not (retry and self._core.retry_stale(exc, method)):
                         raise
-                    continue  # a stale keep-alive connection: once more on a new one
-                break
+                retry = False
         except WarmlineError as exc:
             self._fail(exc, method, req[1])
-            raise
-        self._stats.requests += 1
-        response._source = body
-        return response
+            raise  # the exception itself, its chained cause and context kept
 
     def _reopen(self, slot: _TSlot, deadline: float | None) -> Connection:
         """Reconnect a leased slot inline, on the caller's thread."""

@@ -1,6 +1,7 @@
 """The asyncio hot path's own cost, without the kernel: an in-memory transport.
 
-    uv run python -m benchmarks.hotpath MODE N  # MODE: raw | pool.get | lease.get | client.get
+    uv run python -m benchmarks.hotpath MODE N
+    # MODE: raw | pool.get | lease.get | client.get | client.get+retry
 
 Every request is answered from memory on the next loop iteration, so what is
 left is Python and the event loop: the part of a request warmline controls.
@@ -103,11 +104,14 @@ async def main(mode: str, n: int) -> None:
     elif mode == "pool.get":
         for _ in range(n):
             await pool.get("/small")
-    elif mode == "client.get":
+    elif mode in ("client.get", "client.get+retry"):
+        # +retry: a Retry() that never triggers (every answer is a 200).
+        retry = warmline.Retry() if mode == "client.get+retry" else None
         client = warmline.AsyncClient(
             warm={"http://127.0.0.1:9": 1},
             timeout=warmline.Timeouts(read=None),
             tcp_keepalive=False,
+            retry=retry,
         )
         await client.start()
         url = "http://127.0.0.1:9/small"
@@ -121,7 +125,9 @@ async def main(mode: str, n: int) -> None:
             for _ in range(n):
                 await lease.get("/small")
     else:
-        raise SystemExit(f"unknown mode {mode!r}: raw, pool.get, lease.get or client.get")
+        raise SystemExit(
+            f"unknown mode {mode!r}: raw, pool.get, lease.get, client.get or client.get+retry"
+        )
     await pool.close()
 
 

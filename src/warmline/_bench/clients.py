@@ -182,8 +182,8 @@ CLIENTS: dict[str, ClientInfo] = {
             "warmline-client+hedge",
             "async",
             "warmline",
-            "as warmline-client, with hedge=Hedge(after=0.005, budget=0.1) and one more"
-            " warm connection for the hedge; extra share = hedges sent / requests",
+            "as warmline-client, with hedge=Hedge(after=0.005, max_extra=1, budget=0.05) and"
+            " one more warm connection for the hedge; extra share = hedges sent / requests",
             only=("tail",),
         ),
         ClientInfo(
@@ -767,7 +767,7 @@ async def _warmline_client_hedge(target: Target) -> tuple[list[AsyncCall], Async
     options["limits"] = warmline.Limits(total=per_host * n, per_host=per_host)
     if "warm" in options:
         options["warm"] = {o: per_host for o in target.origins}
-    hedge = warmline.Hedge(after=0.005, budget=0.1)
+    hedge = warmline.Hedge(after=0.005, max_extra=1, budget=0.05)
     client = warmline.AsyncClient(hedge=hedge, **options)
     await client.start()
     made = [0]

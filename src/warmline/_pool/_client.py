@@ -102,6 +102,10 @@ class Resilience:
         watched: Statuses worth a closer look (retry or limiter pause).
         direct: No rate limiter is configured: the first attempt needs no
             token and no per-origin state.
+        plain: ``direct`` and no hedge: every first attempt goes straight
+            to the pool.
+        hedged: The methods the hedge applies to (empty without one).
+        timed: The client has a total timeout (retries must fit in it).
     """
 
     __slots__ = (
@@ -110,7 +114,10 @@ class Resilience:
         "_weight_of",
         "direct",
         "hedge",
+        "hedged",
+        "plain",
         "retry",
+        "timed",
         "total",
         "watched",
     )
@@ -138,6 +145,12 @@ class Resilience:
         self.total = total
         self._limiters = _limiters_by_origin(rate_limit, rate_limits)
         self.direct = not self._limiters
+        # The happy path's questions, answered once: the first attempt goes
+        # straight to the pool when ``plain`` (no limiter, no hedge), or when
+        # ``direct`` and the method is not in ``hedged``.
+        self.plain = self.direct and hedge is None
+        self.hedged = frozenset() if hedge is None else hedge.methods
+        self.timed = total is not None
         statuses = retry.statuses if retry is not None else frozenset()
         self.watched = statuses | _PAUSE_STATUSES if self._limiters else statuses
         self._origins: dict[str, OriginState] = {}

@@ -9,8 +9,11 @@ normal response time instead of the whole stall. Only methods in
 ``methods`` are hedged: a request the server may act on twice (a POST that
 places an order) is never duplicated.
 
-:class:`Hedge` is sans-I/O like :class:`~warmline.resilience.Retry`: the
-clients read its fields and run the attempts themselves.
+:class:`Hedge` is sans-I/O like :class:`~warmline.resilience.Retry`; so are
+:class:`HedgeTracker` (one origin's budget and latencies) and the per-request
+:class:`~warmline.resilience._race.HedgeRace` (when to send, who won, what to
+drop), which the shells drive with their own tasks or threads
+(:mod:`warmline.resilience._drive`).
 """
 
 from __future__ import annotations

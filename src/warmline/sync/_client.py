@@ -19,13 +19,13 @@ from warmline._pool._client import (
 )
 from warmline._pool._verbs import ClientVerbs
 from warmline._redirects import Hop
-from warmline.errors import PoolClosed, PoolError, WarmlineError
+from warmline.errors import PoolClosed, WarmlineError
 from warmline.http11 import Response
 from warmline.http11._upload import is_streamed
 from warmline.http11._writer import ContentArg, HeadersArg, ParamsArg
-from warmline.resilience._drive import race_sync
+from warmline.resilience._drive import SlotAttempts, race_sync
 from warmline.resilience._hedge import Hedge
-from warmline.sync._pool import AtomicClientPool, AtomicClientSlot, StreamContext
+from warmline.sync._pool import AtomicClientPool, StreamContext
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -140,9 +140,7 @@ class Client(ClientBase[AtomicClientPool], ClientVerbs[Response]):
         if resilience is None:
             pool, target = self._hits.get(url) or self._lookup(url)
             return pool._call(method, target, params, headers, content, json, timeout, DEFAULT)
-        if resilience.direct and (
-            resilience.hedge is None or method not in resilience.hedge.methods
-        ):
+        if resilience.plain or (resilience.direct and method not in resilience.hedged):
             return self._retrying(resilience, method, url, params, headers, content, json, timeout)
         return self._resilient(resilience, method, url, params, headers, content, json, timeout)
 
@@ -160,9 +158,7 @@ class Client(ClientBase[AtomicClientPool], ClientVerbs[Response]):
         if resilience is None:
             pool, target = self._hits.get(url) or self._lookup(url)
             return pool._call(method, target, params, headers, content, json, timeout, DEFAULT)
-        if resilience.direct and (
-            resilience.hedge is None or method not in resilience.hedge.methods
-        ):
+        if resilience.plain or (resilience.direct and method not in resilience.hedged):
             return self._retrying(resilience, method, url, params, headers, content, json, timeout)
         return self._resilient(resilience, method, url, params, headers, content, json, timeout)
 
@@ -202,7 +198,9 @@ class Client(ClientBase[AtomicClientPool], ClientVerbs[Response]):
         """A retry policy's happy path (as ``AsyncClient._retrying``): the
         first attempt straight to the pool, the loop only after an error or
         a ``watched`` status."""
-        started = monotonic()
+        # The clock only when a total timeout bounds the retries (0.35k
+        # instructions).
+        started = monotonic() if res.timed or timeout is not DEFAULT else 0.0
         pool, target = self._hits.get(url) or self._lookup(url)
         first: Response | WarmlineError
         try:
@@ -253,7 +251,7 @@ class Client(ClientBase[AtomicClientPool], ClientVerbs[Response]):
                         budget = res.attempt_timeout(timeout, deadline, monotonic())
                         response = pool._call(*call, budget, DEFAULT)
                     else:
-                        attempts = _Attempts(pool, call, timeout, deadline, res.attempt_timeout)
+                        attempts = SlotAttempts(pool, call, timeout, deadline)
                         response = race_sync(
                             res.race(state, monotonic(), weight),
                             self._hedge_submit(hedge),
@@ -322,81 +320,3 @@ class Client(ClientBase[AtomicClientPool], ClientVerbs[Response]):
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
-
-
-Call = tuple[str, str, ParamsArg | None, HeadersArg | None, ContentArg | None, Any]
-TimeoutOf = Callable[[TimeoutArg, float | None, float], TimeoutArg]
-
-# What a hedged attempt that lost raises in its own thread (nobody reads it):
-# a PoolError, so that the pool's stale-connection retry never sends it again.
-_LOST = "hedged attempt lost the race: its connection is closed"
-
-
-class _Attempts:
-    """The slots of one hedged request's attempts, so that a loser can be stopped.
-
-    A blocking read cannot be cancelled; shutting its socket down (from the
-    winner's thread) wakes it with an error, and the pool discards the
-    connection on release: like the asyncio client's cancelled loser, it is
-    never reused in an unknown state, and its slot heals at once instead
-    of waiting out the slow response. The lock orders an interrupt against
-    the attempt's release, so a slot already handed back to the pool (and
-    maybe to another request) is never touched.
-    """
-
-    __slots__ = (
-        "_call",
-        "_deadline",
-        "_lock",
-        "_over",
-        "_pool",
-        "_slots",
-        "_timeout",
-        "_timeout_of",
-    )
-
-    def __init__(
-        self,
-        pool: AtomicClientPool,
-        call: Call,
-        timeout: TimeoutArg,
-        deadline: float | None,
-        timeout_of: TimeoutOf,
-    ) -> None:
-        self._pool = pool
-        self._call = call
-        self._timeout = timeout
-        self._deadline = deadline
-        self._timeout_of = timeout_of
-        self._lock = threading.Lock()
-        self._slots: dict[int, AtomicClientSlot] = {}
-        self._over: set[int] = set()
-
-    def send(self, index: int) -> Response:
-        """Attempt ``index``: the request sent once on a slot of its own."""
-        pool = self._pool
-        timeout = self._timeout_of(self._timeout, self._deadline, monotonic())
-        lease = pool.acquire(timeout=pool._acquire_wait(timeout, DEFAULT))
-        try:
-            with self._lock:
-                if index in self._over:
-                    raise PoolError(_LOST)
-                self._slots[index] = lease
-            return lease._send(*self._call, timeout)
-        finally:
-            with self._lock:
-                self._slots.pop(index, None)
-            lease.release()
-
-    def interrupt(self, index: int) -> None:
-        """Stop attempt ``index`` (it lost): close its connection under it."""
-        with self._lock:
-            self._over.add(index)
-            lease = self._slots.get(index)
-            slot = None if lease is None else lease._slot
-            conn = None if slot is None else slot.conn
-            # Only a read in flight is stopped: an attempt not yet sending
-            # runs (a duplicate of an idempotent request, read to its end),
-            # one already done hands back a connection in a known state.
-            if conn is not None and conn.busy:
-                conn.close(PoolError(_LOST))

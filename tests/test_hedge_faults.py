@@ -14,8 +14,10 @@ with a fake clock.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import socket
 import threading
+import time
 from types import TracebackType
 from typing import Any
 
@@ -25,6 +27,7 @@ import warmline
 from warmline._policy import Origin
 from warmline.errors import ConnectionClosed, ReadTimeout
 from warmline.resilience import Hedge, ResilienceStats
+from warmline.resilience._drive import race_async, race_sync
 from warmline.resilience._race import HedgeRace
 
 from .rawserver import RawServer, read_request
@@ -282,3 +285,81 @@ def test_budget_share_counts_requests_when_they_begin() -> None:
     assert sent == stats.hedges_sent == 10  # 5 % of 200, never above
     race = HedgeRace(Hedge(after="p95"), Hedge(after="p95").tracker(), stats, 0.0)
     assert race.wait(0.0) is None and race.timer(1.0) is False  # no p95 yet
+
+
+# -- the drivers, with a scripted "send on another slot" ---------------------------
+
+
+class Scripted:
+    """``send(i)`` for the drivers: attempt ``i`` ends when the test says so."""
+
+    def __init__(self) -> None:
+        self.started: list[int] = []
+        self.cancelled: list[int] = []
+        self.gates: dict[int, asyncio.Future[str]] = {}
+
+    async def send(self, index: int) -> str:
+        self.started.append(index)
+        gate = self.gates[index] = asyncio.get_running_loop().create_future()
+        try:
+            return await gate
+        except asyncio.CancelledError:
+            self.cancelled.append(index)
+            raise
+
+    async def started_count(self, n: int) -> None:
+        for _ in range(500):  # bounded: a few seconds at most
+            if len(self.started) >= n:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"only {self.started} started")
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.asyncio
+async def test_race_async_hedge_wins_and_the_loser_is_cancelled() -> None:
+    race, stats = _race(Hedge(after=0.01, budget=None), now=time.monotonic())
+    sent = Scripted()
+    call = asyncio.ensure_future(race_async(race, sent.send))
+    await sent.started_count(2)  # the hedge went out: attempt 0 never answered
+    sent.gates[1].set_result("from 1")
+    assert await call == "from 1"
+    await asyncio.sleep(0)  # the loser's cancellation runs
+    assert sent.cancelled == [0]
+    assert stats == ResilienceStats(hedges_sent=1, hedges_won=1)
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.asyncio
+async def test_race_async_caller_cancelled_cancels_every_attempt() -> None:
+    race, _ = _race(Hedge(after=0.01, budget=None), now=time.monotonic())
+    sent = Scripted()
+    call = asyncio.ensure_future(race_async(race, sent.send))
+    await sent.started_count(2)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert sorted(sent.cancelled) == [0, 1]
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+@pytest.mark.timeout(10)
+def test_race_sync_interrupts_the_loser() -> None:
+    race, stats = _race(Hedge(after=0.01, budget=None), now=time.monotonic())
+    release = {0: threading.Event(), 1: threading.Event()}
+    interrupted: list[int] = []
+
+    def send(index: int) -> str:
+        if index == 1:
+            return "from 1"
+        assert release[0].wait(5.0)  # held until interrupted
+        return "from 0"
+
+    def interrupt(index: int) -> None:
+        interrupted.append(index)
+        release[index].set()
+
+    with concurrent.futures.ThreadPoolExecutor(2) as executor:
+        assert race_sync(race, executor.submit, send, interrupt) == "from 1"
+    assert interrupted == [0]
+    assert stats == ResilienceStats(hedges_sent=1, hedges_won=1)

@@ -407,7 +407,7 @@ def test_hedge_tracker_budget_and_p95() -> None:
     fixed = Hedge(after=0.01, budget=0.1).tracker()
     assert fixed.delay(0.0) == 0.01
     for i in range(50):
-        fixed.record(0.001, i * 0.01)
+        fixed.begin(i * 0.01)
     granted = sum(fixed.allow(0.5) for _ in range(20))
     assert granted == 5  # 10 % of 50 requests
     # A window later the old requests still count (the previous window)...

@@ -182,8 +182,8 @@ CLIENTS: dict[str, ClientInfo] = {
             "warmline-client+hedge",
             "async",
             "warmline",
-            "as warmline-client, with hedge=Hedge(after=0.005, budget=0.1) and one more"
-            " warm connection for the hedge; extra share = hedges sent / requests",
+            "as warmline-client, with hedge=Hedge(after=0.005, max_extra=1, budget=0.05) and"
+            " one more warm connection for the hedge; extra share = hedges sent / requests",
             only=("tail",),
         ),
         ClientInfo(
@@ -767,7 +767,12 @@ async def _warmline_client_hedge(target: Target) -> tuple[list[AsyncCall], Async
     options["limits"] = warmline.Limits(total=per_host * n, per_host=per_host)
     if "warm" in options:
         options["warm"] = {o: per_host for o in target.origins}
-    hedge = warmline.Hedge(after=0.005, budget=0.1)
+    # Issue 13's policy. The relay delays every 20th request it relays,
+    # hedges included, so 1 user request in 19 (5.26 %) is slow: hedging all
+    # of them would cost 5.26 % (the 5.2 % once measured with budget=0.1,
+    # which never bound). The 5 % budget leaves ~0.3 % unhedged: they show
+    # in p99.9, and the extra share stays at or under 5 %.
+    hedge = warmline.Hedge(after=0.005, max_extra=1, budget=0.05)
     client = warmline.AsyncClient(hedge=hedge, **options)
     await client.start()
     made = [0]

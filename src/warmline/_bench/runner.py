@@ -125,7 +125,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "tail",
         "Sequential GET /small through a relay that delays every 20th response by 50 ms:"
-        " warmline-client with and without Hedge(after=0.005, budget=0.1)",
+        " warmline-client with and without Hedge(after=0.005, max_extra=1, budget=0.05)",
         delayed=True,
         clients=("warmline-client", "warmline-client+hedge"),
     ),

@@ -12,12 +12,22 @@ from __future__ import annotations
 import dataclasses
 import os
 import ssl
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Generic, TypedDict, TypeVar
 
 from warmline._config import DEFAULT_DRAIN_LIMIT, PoolConfig, choose_proxy
 from warmline._hooks import Hooks
-from warmline._policy import DEFAULT, Backoff, KeepWarm, Limits, Origin, PoolStats, Timeouts
+from warmline._policy import (
+    DEFAULT,
+    Backoff,
+    KeepWarm,
+    Limits,
+    Origin,
+    PoolStats,
+    TimeoutArg,
+    Timeouts,
+)
 from warmline._pool._core import Admission, check_timeout
 from warmline._redirects import Hop, next_hop, sensitive_names
 from warmline._sockopts import LocalAddress
@@ -27,6 +37,7 @@ from warmline.http11 import DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_HEAD_SIZE, DEFAUL
 from warmline.http11._response import Response
 from warmline.http11._writer import HeadersArg
 from warmline.resilience._hedge import Hedge, HedgeTracker
+from warmline.resilience._race import HedgeRace
 from warmline.resilience._ratelimit import RateLimiter
 from warmline.resilience._retry import Retry
 from warmline.resilience._stats import ResilienceStats
@@ -61,21 +72,55 @@ _PAUSE_STATUSES: Final = frozenset({418, 429})
 
 
 class Resilience:
-    """A client's retry, hedge and rate-limit options, and their counters.
+    """A client's retry, hedge and rate-limit options, and the attempt loop's decisions.
 
-    Sans-I/O: the shells run the attempt loop (the order is in the package
-    docstring of :mod:`warmline.resilience`) and ask this object what to do
-    after each attempt. It exists only when at least one option is set, so a
-    client without them keeps its direct path to the pool.
+    Sans-I/O: the shells run the attempt loop and ask this object what to
+    do; both clients' loops are the same few lines around it::
+
+        deadline = res.deadline_after(timeout, started)
+        hedge = res.hedge_for(method, replayable)
+        while True:                       # one pass per attempt
+            take from state.limiters (try_take, else a bounded wait)
+            budget = res.attempt_timeout(timeout, deadline, now)
+            outcome = the response or the WarmlineError of one attempt
+                      (hedged: a HedgeRace from res.race(state, now, weight))
+            if a response and its status not in res.watched: return it
+            wait = res.after(state, attempt, method, outcome, deadline, now, replayable)
+            if wait is None: return the response / raise the error
+            sleep(wait)
+
+    It exists only when at least one option is set, so a client without
+    them keeps its direct path to the pool; with ``direct`` (no limiter
+    anywhere), a request that cannot be hedged sends its first attempt
+    straight to the pool and looks at it only when it failed or its status
+    is ``watched``.
 
     Attributes:
         retry: The retry policy, or None.
         hedge: The hedge policy, or None.
         total: The client's total timeout per request (seconds), or None.
         watched: Statuses worth a closer look (retry or limiter pause).
+        direct: No rate limiter is configured: the first attempt needs no
+            token and no per-origin state.
+        plain: ``direct`` and no hedge: every first attempt goes straight
+            to the pool.
+        hedged: The methods the hedge applies to (empty without one).
+        timed: The client has a total timeout (retries must fit in it).
     """
 
-    __slots__ = ("_limiters", "_origins", "_weight_of", "hedge", "retry", "total", "watched")
+    __slots__ = (
+        "_limiters",
+        "_origins",
+        "_weight_of",
+        "direct",
+        "hedge",
+        "hedged",
+        "plain",
+        "retry",
+        "timed",
+        "total",
+        "watched",
+    )
 
     def __init__(
         self,
@@ -99,14 +144,43 @@ class Resilience:
         self._weight_of = weight_of
         self.total = total
         self._limiters = _limiters_by_origin(rate_limit, rate_limits)
+        self.direct = not self._limiters
+        # The happy path's questions, answered once: the first attempt goes
+        # straight to the pool when ``plain`` (no limiter, no hedge), or when
+        # ``direct`` and the method is not in ``hedged``.
+        self.plain = self.direct and hedge is None
+        self.hedged = frozenset() if hedge is None else hedge.methods
+        self.timed = total is not None
         statuses = retry.statuses if retry is not None else frozenset()
         self.watched = statuses | _PAUSE_STATUSES if self._limiters else statuses
         self._origins: dict[str, OriginState] = {}
 
-    def deadline_after(self, timeout: object, now: float) -> float | None:
+    def deadline_after(self, timeout: object, started: float) -> float | None:
         """The request's deadline on the shell's clock; None when it has no total timeout."""
-        total = self.total if timeout is DEFAULT else check_timeout(timeout, "timeout")
-        return None if total is None else now + total
+        if timeout is DEFAULT:
+            total = self.total
+            return None if total is None else started + total
+        total = check_timeout(timeout, "timeout")
+        return None if total is None else started + total
+
+    @staticmethod
+    def time_left(deadline: float | None, now: float) -> float | None:
+        """Seconds left before ``deadline`` (at least 0), or None without one."""
+        return None if deadline is None else max(0.0, deadline - now)
+
+    @staticmethod
+    def attempt_timeout(timeout: TimeoutArg, deadline: float | None, now: float) -> TimeoutArg:
+        """An attempt's own timeout: what is left of the request's total, so
+        that retries, hedges and their waits never outlast the request."""
+        return timeout if deadline is None else max(0.0, deadline - now)
+
+    def hedge_for(self, method: str, replayable: bool) -> Hedge | None:
+        """The hedge policy if this request may be hedged: its method is in
+        ``hedge.methods`` and its body can be sent twice (not a stream)."""
+        hedge = self.hedge
+        if hedge is None or method not in hedge.methods or not replayable:
+            return None
+        return hedge
 
     def route(self, key: str) -> OriginState:
         """Origin ``key``'s limiters and counters (made on first use)."""
@@ -124,6 +198,51 @@ class Resilience:
         weight_of = self._weight_of
         return 1.0 if weight_of is None else weight_of(method, url)
 
+    def race(self, state: OriginState, now: float, weight: float) -> HedgeRace:
+        """A hedged attempt's race (see :class:`~warmline.resilience._race.HedgeRace`):
+        a hedge goes out only if every limiter of the origin grants its
+        weight at once."""
+        hedge, hedging = self.hedge, state.hedging
+        assert hedge is not None and hedging is not None
+        limiters = state.limiters
+        grant = None
+        if limiters:
+
+            def grant() -> bool:
+                return all(limiter.try_take(weight) for limiter in limiters)
+
+        return HedgeRace(hedge, hedging, state.stats, now, grant)
+
+    def after(
+        self,
+        state: OriginState,
+        attempt: int,
+        method: str,
+        outcome: Response | BaseException,
+        deadline: float | None,
+        now: float,
+        replayable: bool,
+    ) -> float | None:
+        """Seconds to wait before attempt ``attempt + 1``, or None: return the
+        response (or raise the error) that ``outcome`` is.
+
+        Called after an error, or a response whose status is ``watched``. A
+        429 or 418 with ``Retry-After`` pauses the origin's limiter first
+        (its own one, else the client-wide one). A streamed body
+        (``replayable`` False) is never sent again. A retry decided here is
+        counted in ``state.stats.retries``.
+        """
+        left = None if deadline is None else deadline - now
+        if isinstance(outcome, Response):
+            wait = self.after_response(
+                state, attempt, method, outcome, time.time(), left, replayable
+            )
+        else:
+            wait = self.after_error(attempt, method, outcome, time.time(), left, replayable)
+        if wait is not None:
+            state.stats.retries += 1
+        return wait
+
     def after_response(
         self,
         state: OriginState,
@@ -134,10 +253,7 @@ class Resilience:
         time_left: float | None,
         replayable: bool = True,
     ) -> float | None:
-        """Seconds to wait before retrying a response whose status is ``watched``,
-        or None to return it. A 429 or 418 with ``Retry-After`` pauses the
-        origin's limiter first (its own one, else the client-wide one). A
-        streamed body (``replayable`` False) is never sent again."""
+        """:meth:`after` for a response (uncounted): the limiter pause, then the retry policy."""
         headers_get = response.headers.get
         limiters = state.limiters
         if limiters:
@@ -163,10 +279,7 @@ class Resilience:
         left: float | None,
         replayable: bool = True,
     ) -> float | None:
-        """Seconds to wait before retrying after ``error``, or None to raise it.
-
-        ``replayable`` is False for a streamed body (read once: never retried).
-        """
+        """:meth:`after` for an error (uncounted): the retry policy's answer."""
         if self.retry is None:
             return None
         return self.retry.decide(

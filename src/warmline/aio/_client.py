@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Coroutine
+from time import monotonic
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +12,6 @@ from warmline._policy import DEFAULT, TimeoutArg
 from warmline._pool._client import (
     ClientBase,
     ClientOptions,
-    OriginState,
     Resilience,
     ResilienceStats,
 )
@@ -24,7 +23,7 @@ from warmline.errors import PoolError, WarmlineError
 from warmline.http11 import Response
 from warmline.http11._upload import is_streamed
 from warmline.http11._writer import ContentArg, HeadersArg, ParamsArg
-from warmline.resilience._hedge import Hedge
+from warmline.resilience._drive import race_async
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -199,6 +198,8 @@ class AsyncClient(ClientBase[ClientPool], ClientVerbs[Coroutine[Any, Any, Respon
         if resilience is None:
             pool, target = self._hits.get(url) or self._lookup(url)
             return pool._call((method, target, params, headers, content, json, timeout), DEFAULT)
+        if resilience.plain or (resilience.direct and method not in resilience.hedged):
+            return self._retrying(resilience, method, url, params, headers, content, json, timeout)
         return self._resilient(resilience, method, url, params, headers, content, json, timeout)
 
     def _send_once(
@@ -216,6 +217,8 @@ class AsyncClient(ClientBase[ClientPool], ClientVerbs[Coroutine[Any, Any, Respon
             # Returns the pool's own coroutine: no frame of the client's per request.
             pool, target = self._hits.get(url) or self._lookup(url)
             return pool._call((method, target, params, headers, content, json, timeout), DEFAULT)
+        if resilience.plain or (resilience.direct and method not in resilience.hedged):
+            return self._retrying(resilience, method, url, params, headers, content, json, timeout)
         return self._resilient(resilience, method, url, params, headers, content, json, timeout)
 
     async def _following(
@@ -240,7 +243,7 @@ class AsyncClient(ClientBase[ClientPool], ClientVerbs[Coroutine[Any, Any, Respon
             hop = self._redirected(response, hop, history)
         return response
 
-    async def _resilient(
+    async def _retrying(
         self,
         res: Resilience,
         method: str,
@@ -251,64 +254,98 @@ class AsyncClient(ClientBase[ClientPool], ClientVerbs[Coroutine[Any, Any, Respon
         json: Any,
         timeout: TimeoutArg,
     ) -> Response:
+        """A retry policy's happy path: no limiter, no hedge for this request.
+
+        The first attempt goes straight to the pool; only an error or a
+        ``watched`` status goes on to :meth:`_resilient`. What a retry that
+        never triggers adds to a GET is this coroutine (1.6k instructions of
+        it its frame and the extra await level), one frozenset lookup, and a
+        clock read when a total timeout applies: on benchmarks.hotpath's
+        in-memory transport (callgrind, ``client.get+retry`` minus
+        ``client.get``, per request) +2.1k instructions (38.6k against
+        36.4k; through the whole attempt loop it was +16.4k). At ~9k
+        instructions a µs that is ~0.25 µs, ~0.6 % of a pooled GET's CPU
+        against a real server (40.7 µs, the README's bench).
+        """
+        # The clock only when a total timeout bounds the retries (0.35k
+        # instructions).
+        started = monotonic() if res.timed or timeout is not DEFAULT else 0.0
+        pool, target = self._hits.get(url) or self._lookup(url)
+        first: Response | WarmlineError
+        try:
+            first = await pool._call(
+                (method, target, params, headers, content, json, timeout), DEFAULT
+            )
+        except WarmlineError as exc:
+            first = exc
+        else:
+            if first.status not in res.watched:  # the cheap guard
+                return first
+        return await self._resilient(
+            res, method, url, params, headers, content, json, timeout, started, first
+        )
+
+    async def _resilient(
+        self,
+        res: Resilience,
+        method: str,
+        url: str,
+        params: ParamsArg | None,
+        headers: HeadersArg | None,
+        content: ContentArg | None,
+        json: Any,
+        timeout: TimeoutArg,
+        started: float | None = None,
+        first: Response | WarmlineError | None = None,
+    ) -> Response:
         """The attempt loop: take from the limiters, send (hedged), retry.
 
-        Kept flat (no closure, no helper call when a feature is off). Cost
-        on benchmarks.hotpath's in-memory transport (callgrind, per GET;
-        ``benchmarks/client_resilience.py``): the plain path 55.0k
-        instructions; a configured retry that does not trigger +4.2k (1.6k
-        of it this coroutine's own frame), plus a limiter that grants at
-        once +8.4k. Against a real server a GET costs several times the
-        in-memory figure, so the retry's share is 2-3 %.
+        The decisions are :class:`~warmline._pool._client.Resilience`'s and
+        the hedge race's (:mod:`warmline.resilience._race`); the blocking
+        client's loop is the same. ``first``: the outcome of a first attempt
+        :meth:`_retrying` already sent at ``started``.
         """
         key, pool, target = self._lookup_keyed(url)
         state = res.route(key)
-        loop = asyncio.get_running_loop()
-        if timeout is DEFAULT and res.total is None:
-            deadline = None
-        else:
-            deadline = res.deadline_after(timeout, loop.time())
+        deadline = res.deadline_after(timeout, monotonic() if started is None else started)
         limiters = state.limiters
         weight = res.weight(method, url) if limiters else 0.0
-        hedge = res.hedge
         # A streamed body is read once: never hedged, never retried.
         replayable = content is None or not is_streamed(content)
-        if hedge is not None and (method not in hedge.methods or not replayable):
-            hedge = None
+        hedge = res.hedge_for(method, replayable)
+        call = (method, target, params, headers, content, json)
+
+        def send(_index: int) -> Coroutine[Any, Any, Response]:
+            budget = res.attempt_timeout(timeout, deadline, monotonic())
+            return pool._call((*call, budget), DEFAULT)
+
         attempt = 0
+        outcome: Response | BaseException | None = first
         while True:
             attempt += 1
-            for limiter in limiters:
-                # try_take first: no coroutine when budget is there (3.5k
-                # instructions less per GET); take() queues FIFO otherwise.
-                if not limiter.try_take(weight):
-                    await limiter.take(weight, timeout=_left(deadline, loop.time()))
-            # What is left of the request's total is each attempt's own
-            # timeout: retries and their waits never outlast the request.
-            budget = timeout if deadline is None else _left(deadline, loop.time())
-            try:
-                if hedge is None:
-                    response = await pool._call(
-                        (method, target, params, headers, content, json, budget), DEFAULT
-                    )
+            if outcome is None:
+                for limiter in limiters:
+                    # try_take first: no coroutine when budget is there (3.5k
+                    # instructions less per GET); take() queues FIFO otherwise.
+                    if not limiter.try_take(weight):
+                        await limiter.take(weight, timeout=res.time_left(deadline, monotonic()))
+                try:
+                    if hedge is None:
+                        response = await send(0)
+                    else:
+                        response = await race_async(res.race(state, monotonic(), weight), send)
+                except WarmlineError as exc:
+                    outcome = exc
                 else:
-                    call: Call = (method, target, params, headers, content, json)
-                    response = await _hedged(pool, call, budget, deadline, hedge, state, weight)
-            except WarmlineError as exc:
-                left = None if deadline is None else deadline - loop.time()
-                wait = res.after_error(attempt, method, exc, time.time(), left, replayable)
-                if wait is None:
-                    raise
-            else:
-                if response.status not in res.watched:  # the cheap guard
-                    return response
-                left = None if deadline is None else deadline - loop.time()
-                wait = res.after_response(
-                    state, attempt, method, response, time.time(), left, replayable
-                )
-                if wait is None:
-                    return response
-            state.stats.retries += 1
+                    if response.status not in res.watched:  # the cheap guard
+                        return response
+                    outcome = response
+            wait = res.after(state, attempt, method, outcome, deadline, monotonic(), replayable)
+            if wait is None:
+                if isinstance(outcome, Response):
+                    return outcome
+                raise outcome
+            outcome = None
             await asyncio.sleep(wait)
 
     def resilience_stats(self) -> dict[str, ResilienceStats]:
@@ -334,96 +371,3 @@ class AsyncClient(ClientBase[ClientPool], ClientVerbs[Coroutine[Any, Any, Respon
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
-
-
-def _left(deadline: float | None, now: float) -> float | None:
-    return None if deadline is None else max(0.0, deadline - now)
-
-
-def _consume(task: asyncio.Task[Response]) -> None:
-    # A loser's error is expected; reading it keeps asyncio from logging
-    # "Task exception was never retrieved".
-    if not task.cancelled():
-        task.exception()
-
-
-Call = tuple[str, str, ParamsArg | None, HeadersArg | None, ContentArg | None, Any]
-
-
-async def _hedged(
-    pool: ClientPool,
-    call: Call,
-    budget: TimeoutArg,
-    deadline: float | None,
-    hedge: Hedge,
-    state: OriginState,
-    weight: float,
-) -> Response:
-    """One attempt, hedged: the first response of up to ``1 + max_extra`` tasks.
-
-    A hedge goes out ``hedge.after`` (or the origin's running p95) after the
-    previous one while none has answered, the hedge budget allows it and
-    every limiter grants its weight at once (``try_take``). An
-    attempt's error ends the request only when no other attempt is still
-    running; the first error is raised then. Losers are cancelled: the pool
-    abandons their connections (state unknown), which heal in the
-    background. When the caller is cancelled, every attempt is cancelled and
-    awaited, so no task outlives the request.
-    """
-    loop = asyncio.get_running_loop()
-    counters = state.stats
-    hedging = state.hedging
-    assert hedging is not None
-    started = loop.time()
-
-    def launch() -> asyncio.Task[Response]:
-        timeout = budget if deadline is None else _left(deadline, loop.time())
-        task = loop.create_task(pool._call((*call, timeout), DEFAULT))
-        task.add_done_callback(_consume)
-        return task
-
-    tasks = [launch()]
-    pending: set[asyncio.Task[Response]] = {tasks[0]}
-    error: BaseException | None = None
-    can_hedge = True
-    try:
-        while True:
-            wait_for = hedging.delay(started) if can_hedge else None
-            can_hedge = can_hedge and wait_for is not None  # "p95" before any data
-            done, pending = await asyncio.wait(
-                pending, timeout=wait_for, return_when=asyncio.FIRST_COMPLETED
-            )
-            for task in tasks:
-                if task not in done:
-                    continue
-                exc = task.exception()
-                if exc is None:
-                    if task is not tasks[0]:
-                        counters.hedges_won += 1
-                    now = loop.time()
-                    hedging.record(now - started, now)
-                    return task.result()
-                error = error or exc
-            if not pending:
-                assert error is not None
-                raise error
-            if not done and can_hedge:
-                if hedging.allow(loop.time()) and all(
-                    limiter.try_take(weight) for limiter in state.limiters
-                ):
-                    task = launch()
-                    tasks.append(task)
-                    pending.add(task)
-                    counters.hedges_sent += 1
-                can_hedge = len(tasks) <= hedge.max_extra
-    except BaseException:
-        live = [t for t in tasks if not t.done()]
-        for t in live:
-            t.cancel()
-        if live:
-            await asyncio.wait(live)
-        raise
-    finally:
-        for t in tasks:
-            if not t.done():
-                t.cancel()

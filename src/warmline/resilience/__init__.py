@@ -5,7 +5,9 @@
 - :class:`RateLimiter`: a weighted GCRA shared by coroutines and threads;
   ``try_take`` never waits, ``await take`` / ``take_sync`` wait in FIFO order.
 - :class:`Hedge`: when to send an idempotent request again while the first
-  is still out (sans-I/O; the clients run the attempts).
+  is still out (sans-I/O: each hedged request is a ``HedgeRace`` of
+  :mod:`warmline.resilience._race`, which ``race_async`` / ``race_sync`` of
+  :mod:`warmline.resilience._drive` run on tasks or threads).
 - :class:`LastGood`: per key, the last good value served stale on error.
 
 The clients (``AsyncClient``, ``Client``) take ``retry=``, ``hedge=``,
@@ -44,7 +46,9 @@ How a pool or client shell drives them (one attempt loop per request)::
         count the retry in stats and hooks; sleep(wait)
 
 ``limiter.on_response`` runs on every response, retried or not, so that a 429
-or 418 pauses every caller of that origin at once.
+or 418 pauses every caller of that origin at once. The clients' loop is this
+one with its decisions in ``warmline._pool._client.Resilience`` (``after``
+counts the retry; ``race`` makes a hedged attempt's ``HedgeRace``).
 """
 
 from warmline.resilience._hedge import Hedge

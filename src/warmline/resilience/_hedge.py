@@ -9,8 +9,11 @@ normal response time instead of the whole stall. Only methods in
 ``methods`` are hedged: a request the server may act on twice (a POST that
 places an order) is never duplicated.
 
-:class:`Hedge` is sans-I/O like :class:`~warmline.resilience.Retry`: the
-clients read its fields and run the attempts themselves.
+:class:`Hedge` is sans-I/O like :class:`~warmline.resilience.Retry`; so are
+:class:`HedgeTracker` (one origin's budget and latencies) and the per-request
+:class:`~warmline.resilience._race.HedgeRace` (when to send, who won, what to
+drop), which the shells drive with their own tasks or threads
+(:mod:`warmline.resilience._drive`).
 """
 
 from __future__ import annotations
@@ -46,7 +49,9 @@ class Hedge:
 
     ``budget`` caps the extra requests as a share of all requests of the
     origin over a sliding window (about 10 to 20 s), so a slow origin is not
-    sent twice the load. With a rate limiter on the client, a hedge is only
+    sent twice the load: the share is hedges over the requests that could
+    be hedged (methods in ``methods``), counted when each begins. With a
+    rate limiter on the client, a hedge is only
     sent when the limiter grants its weight at once (``try_take``).
 
     Args:
@@ -142,19 +147,35 @@ class HedgeTracker:
             return None
         return merged.percentile(95.0)
 
+    def begin(self, now: float) -> None:
+        """A hedgeable request sends its first attempt: one more in the budget's share.
+
+        Counted when it starts, not when it ends: a request still out (or
+        one that fails) is a request the budget's share is taken of, and a
+        burst of slow requests cannot hedge ahead of its own count.
+        """
+        self._roll(now)
+        self._requests[1] += 1
+
     def allow(self, now: float) -> bool:
-        """Whether the budget allows one more hedge now (and count it if so)."""
+        """Whether the budget allows one more hedge now (and count it if so).
+
+        At most ``budget`` extra attempts per request begun over the window:
+        ``hedges + 1 <= budget * requests``, so the share of extra requests
+        never goes above ``budget`` (with 0.05, the 20th request is the
+        first that may be hedged).
+        """
         self._roll(now)
         budget = self._policy.budget
-        requests = self._requests[0] + self._requests[1]
-        hedges = self._hedges[0] + self._hedges[1]
-        if budget is not None and hedges + 1 > budget * max(requests, 1):
-            return False
+        if budget is not None:
+            requests = self._requests[0] + self._requests[1]
+            hedges = self._hedges[0] + self._hedges[1]
+            if hedges + 1 > budget * requests:
+                return False
         self._hedges[1] += 1
         return True
 
     def record(self, latency: float, now: float) -> None:
-        """A request (hedged or not) ended after ``latency`` seconds."""
+        """A request was answered ``latency`` seconds after it began (the p95's sample)."""
         self._roll(now)
-        self._requests[1] += 1
         self._hist.record(latency)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from time import monotonic
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +14,6 @@ from warmline._policy import DEFAULT, TimeoutArg
 from warmline._pool._client import (
     ClientBase,
     ClientOptions,
-    OriginState,
     Resilience,
     ResilienceStats,
 )
@@ -22,6 +23,7 @@ from warmline.errors import PoolClosed, WarmlineError
 from warmline.http11 import Response
 from warmline.http11._upload import is_streamed
 from warmline.http11._writer import ContentArg, HeadersArg, ParamsArg
+from warmline.resilience._drive import SlotAttempts, race_sync
 from warmline.resilience._hedge import Hedge
 from warmline.sync._pool import AtomicClientPool
 from warmline.sync._stream import StreamContext
@@ -139,6 +141,8 @@ class Client(ClientBase[AtomicClientPool], ClientVerbs[Response]):
         if resilience is None:
             pool, target = self._hits.get(url) or self._lookup(url)
             return pool._call((method, target, params, headers, content, json, timeout), DEFAULT)
+        if resilience.plain or (resilience.direct and method not in resilience.hedged):
+            return self._retrying(resilience, method, url, params, headers, content, json, timeout)
         return self._resilient(resilience, method, url, params, headers, content, json, timeout)
 
     def _send_once(
@@ -155,6 +159,8 @@ class Client(ClientBase[AtomicClientPool], ClientVerbs[Response]):
         if resilience is None:
             pool, target = self._hits.get(url) or self._lookup(url)
             return pool._call((method, target, params, headers, content, json, timeout), DEFAULT)
+        if resilience.plain or (resilience.direct and method not in resilience.hedged):
+            return self._retrying(resilience, method, url, params, headers, content, json, timeout)
         return self._resilient(resilience, method, url, params, headers, content, json, timeout)
 
     def _following(
@@ -179,7 +185,7 @@ class Client(ClientBase[AtomicClientPool], ClientVerbs[Response]):
             hop = self._redirected(response, hop, history)
         return response
 
-    def _resilient(
+    def _retrying(
         self,
         res: Resilience,
         method: str,
@@ -190,55 +196,93 @@ class Client(ClientBase[AtomicClientPool], ClientVerbs[Response]):
         json: Any,
         timeout: TimeoutArg,
     ) -> Response:
-        """The attempt loop: take from the limiters, send (hedged), retry."""
+        """A retry policy's happy path (as ``AsyncClient._retrying``): the
+        first attempt straight to the pool, the loop only after an error or
+        a ``watched`` status."""
+        # The clock only when a total timeout bounds the retries (0.35k
+        # instructions).
+        started = monotonic() if res.timed or timeout is not DEFAULT else 0.0
+        pool, target = self._hits.get(url) or self._lookup(url)
+        first: Response | WarmlineError
+        try:
+            first = pool._call((method, target, params, headers, content, json, timeout), DEFAULT)
+        except WarmlineError as exc:
+            first = exc
+        else:
+            if first.status not in res.watched:  # the cheap guard
+                return first
+        return self._resilient(
+            res, method, url, params, headers, content, json, timeout, started, first
+        )
+
+    def _resilient(
+        self,
+        res: Resilience,
+        method: str,
+        url: str,
+        params: ParamsArg | None,
+        headers: HeadersArg | None,
+        content: ContentArg | None,
+        json: Any,
+        timeout: TimeoutArg,
+        started: float | None = None,
+        first: Response | WarmlineError | None = None,
+    ) -> Response:
+        """The attempt loop: take from the limiters, send (hedged), retry
+        (the asyncio client's loop, with blocking waits)."""
         key, pool, target = self._lookup_keyed(url)
         state = res.route(key)
-        clock = time.monotonic
-        if timeout is DEFAULT and res.total is None:
-            deadline = None
-        else:
-            deadline = res.deadline_after(timeout, clock())
+        deadline = res.deadline_after(timeout, monotonic() if started is None else started)
         limiters = state.limiters
         weight = res.weight(method, url) if limiters else 0.0
-        hedge = res.hedge
         # A streamed body is read once: never hedged, never retried.
         replayable = content is None or not is_streamed(content)
-        if hedge is not None and (method not in hedge.methods or not replayable):
-            hedge = None
+        hedge = res.hedge_for(method, replayable)
+        call = (method, target, params, headers, content, json)
         attempt = 0
+        outcome: Response | BaseException | None = first
         while True:
             attempt += 1
-            for limiter in limiters:
-                if not limiter.try_take(weight):  # cheaper when budget is there
-                    limiter.take_sync(weight, timeout=_left(deadline, clock()))
-            # What is left of the request's total is each attempt's own
-            # timeout: retries and their waits never outlast the request.
-            budget = timeout if deadline is None else _left(deadline, clock())
-            try:
-                if hedge is None:
-                    response = pool._call(
-                        (method, target, params, headers, content, json, budget), DEFAULT
-                    )
+            if outcome is None:
+                for limiter in limiters:
+                    if not limiter.try_take(weight):  # cheaper when budget is there
+                        limiter.take_sync(weight, timeout=res.time_left(deadline, monotonic()))
+                try:
+                    if hedge is None:
+                        budget = res.attempt_timeout(timeout, deadline, monotonic())
+                        response = pool._call((*call, budget), DEFAULT)
+                    else:
+                        attempts = SlotAttempts(pool, call, timeout, deadline)
+                        response = race_sync(
+                            res.race(state, monotonic(), weight),
+                            self._hedge_submit(hedge),
+                            attempts.send,
+                            attempts.interrupt,
+                        )
+                except WarmlineError as exc:
+                    outcome = exc
                 else:
-                    call: Call = (method, target, params, headers, content, json)
-                    executor = self._hedge_executor(hedge)
-                    response = _hedged(executor, pool, call, budget, deadline, hedge, state, weight)
-            except WarmlineError as exc:
-                left = None if deadline is None else deadline - clock()
-                pause = res.after_error(attempt, method, exc, time.time(), left, replayable)
-                if pause is None:
-                    raise
-            else:
-                if response.status not in res.watched:  # the cheap guard
-                    return response
-                left = None if deadline is None else deadline - clock()
-                pause = res.after_response(
-                    state, attempt, method, response, time.time(), left, replayable
-                )
-                if pause is None:
-                    return response
-            state.stats.retries += 1
+                    if response.status not in res.watched:  # the cheap guard
+                        return response
+                    outcome = response
+            pause = res.after(state, attempt, method, outcome, deadline, monotonic(), replayable)
+            if pause is None:
+                if isinstance(outcome, Response):
+                    return outcome
+                raise outcome
+            outcome = None
             time.sleep(pause)
+
+    def _hedge_submit(self, hedge: Hedge) -> Callable[[Callable[[], Response]], Future[Response]]:
+        executor = self._hedge_executor(hedge)
+
+        def submit(fn: Callable[[], Response]) -> Future[Response]:
+            try:
+                return executor.submit(fn)
+            except RuntimeError:  # shut down by close() in another thread
+                raise PoolClosed("client is closed") from None
+
+        return submit
 
     def _hedge_executor(self, hedge: Hedge) -> ThreadPoolExecutor:
         executor: ThreadPoolExecutor | None = self.__dict__.get("_executor")
@@ -277,78 +321,3 @@ class Client(ClientBase[AtomicClientPool], ClientVerbs[Response]):
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
-
-
-def _left(deadline: float | None, now: float) -> float | None:
-    return None if deadline is None else max(0.0, deadline - now)
-
-
-Call = tuple[str, str, ParamsArg | None, HeadersArg | None, ContentArg | None, Any]
-
-
-def _hedged(
-    executor: ThreadPoolExecutor,
-    pool: AtomicClientPool,
-    call: Call,
-    budget: TimeoutArg,
-    deadline: float | None,
-    hedge: Hedge,
-    state: OriginState,
-    weight: float,
-) -> Response:
-    """One attempt, hedged: the first response of up to ``1 + max_extra`` threads.
-
-    The same rules as the asyncio client's; a loser is not interrupted (a
-    blocking read cannot be), only its result is dropped, and a hedge not
-    yet started is cancelled.
-    """
-    counters = state.stats
-    hedging = state.hedging
-    assert hedging is not None
-    started = time.monotonic()
-
-    def send() -> Response:
-        timeout = budget if deadline is None else _left(deadline, time.monotonic())
-        return pool._call((*call, timeout), DEFAULT)
-
-    def launch() -> Future[Response]:
-        try:
-            return executor.submit(send)
-        except RuntimeError:  # shut down by close() in another thread
-            raise PoolClosed("client is closed") from None
-
-    futures = [launch()]
-    pending: set[Future[Response]] = {futures[0]}
-    error: BaseException | None = None
-    can_hedge = True
-    try:
-        while True:
-            wait_for = hedging.delay(started) if can_hedge else None
-            can_hedge = can_hedge and wait_for is not None  # "p95" before any data
-            done, pending = wait(pending, timeout=wait_for, return_when=FIRST_COMPLETED)
-            for future in futures:
-                if future not in done:
-                    continue
-                exc = future.exception()
-                if exc is None:
-                    if future is not futures[0]:
-                        counters.hedges_won += 1
-                    now = time.monotonic()
-                    hedging.record(now - started, now)
-                    return future.result()
-                error = error or exc
-            if not pending:
-                assert error is not None
-                raise error
-            if not done and can_hedge:
-                if hedging.allow(time.monotonic()) and all(
-                    limiter.try_take(weight) for limiter in state.limiters
-                ):
-                    future = launch()
-                    futures.append(future)
-                    pending.add(future)
-                    counters.hedges_sent += 1
-                can_hedge = len(futures) <= hedge.max_extra
-    finally:
-        for future in futures:
-            future.cancel()  # only one not started yet stops; the others run out

@@ -9,6 +9,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from warmline._policy import DEFAULT, TimeoutArg
+from warmline._pool._attempts import Attempt, attempts_async
 from warmline._pool._client import (
     ClientBase,
     ClientOptions,
@@ -23,7 +24,6 @@ from warmline.errors import PoolError, WarmlineError
 from warmline.http11 import Response
 from warmline.http11._upload import is_streamed
 from warmline.http11._writer import ContentArg, HeadersArg, ParamsArg
-from warmline.resilience._drive import race_async
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -306,47 +306,19 @@ class AsyncClient(ClientBase[ClientPool], ClientVerbs[Coroutine[Any, Any, Respon
         :meth:`_retrying` already sent at ``started``.
         """
         key, pool, target = self._lookup_keyed(url)
-        state = res.route(key)
         deadline = res.deadline_after(timeout, monotonic() if started is None else started)
-        limiters = state.limiters
-        weight = res.weight(method, url) if limiters else 0.0
+        state = res.route(key)
+        weight = res.weight(method, url) if state.limiters else 0.0
         # A streamed body is read once: never hedged, never retried.
         replayable = content is None or not is_streamed(content)
-        hedge = res.hedge_for(method, replayable)
         call = (method, target, params, headers, content, json)
 
         def send(_index: int) -> Coroutine[Any, Any, Response]:
             budget = res.attempt_timeout(timeout, deadline, monotonic())
             return pool._call((*call, budget), DEFAULT)
 
-        attempt = 0
-        outcome: Response | BaseException | None = first
-        while True:
-            attempt += 1
-            if outcome is None:
-                for limiter in limiters:
-                    # try_take first: no coroutine when budget is there (3.5k
-                    # instructions less per GET); take() queues FIFO otherwise.
-                    if not limiter.try_take(weight):
-                        await limiter.take(weight, timeout=res.time_left(deadline, monotonic()))
-                try:
-                    if hedge is None:
-                        response = await send(0)
-                    else:
-                        response = await race_async(res.race(state, monotonic(), weight), send)
-                except WarmlineError as exc:
-                    outcome = exc
-                else:
-                    if response.status not in res.watched:  # the cheap guard
-                        return response
-                    outcome = response
-            wait = res.after(state, attempt, method, outcome, deadline, monotonic(), replayable)
-            if wait is None:
-                if isinstance(outcome, Response):
-                    return outcome
-                raise outcome
-            outcome = None
-            await asyncio.sleep(wait)
+        a = Attempt(res, state, method, replayable, weight, deadline)
+        return await attempts_async(a, send, first)
 
     def resilience_stats(self) -> dict[str, ResilienceStats]:
         """Per origin: ``retries``, ``hedges_sent``, ``hedges_won`` (a copy).

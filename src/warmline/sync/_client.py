@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from time import monotonic
@@ -11,6 +10,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from warmline._policy import DEFAULT, TimeoutArg
+from warmline._pool._attempts import Attempt, attempts_sync
 from warmline._pool._client import (
     ClientBase,
     ClientOptions,
@@ -25,6 +25,7 @@ from warmline.http11._upload import is_streamed
 from warmline.http11._writer import ContentArg, HeadersArg, ParamsArg
 from warmline.resilience._drive import SlotAttempts, race_sync
 from warmline.resilience._hedge import Hedge
+from warmline.resilience._race import HedgeRace
 from warmline.sync._pool import AtomicClientPool
 from warmline.sync._stream import StreamContext
 
@@ -231,47 +232,25 @@ class Client(ClientBase[AtomicClientPool], ClientVerbs[Response]):
         """The attempt loop: take from the limiters, send (hedged), retry
         (the asyncio client's loop, with blocking waits)."""
         key, pool, target = self._lookup_keyed(url)
-        state = res.route(key)
         deadline = res.deadline_after(timeout, monotonic() if started is None else started)
-        limiters = state.limiters
-        weight = res.weight(method, url) if limiters else 0.0
+        state = res.route(key)
+        weight = res.weight(method, url) if state.limiters else 0.0
         # A streamed body is read once: never hedged, never retried.
         replayable = content is None or not is_streamed(content)
-        hedge = res.hedge_for(method, replayable)
         call = (method, target, params, headers, content, json)
-        attempt = 0
-        outcome: Response | BaseException | None = first
-        while True:
-            attempt += 1
-            if outcome is None:
-                for limiter in limiters:
-                    if not limiter.try_take(weight):  # cheaper when budget is there
-                        limiter.take_sync(weight, timeout=res.time_left(deadline, monotonic()))
-                try:
-                    if hedge is None:
-                        budget = res.attempt_timeout(timeout, deadline, monotonic())
-                        response = pool._call((*call, budget), DEFAULT)
-                    else:
-                        attempts = SlotAttempts(pool, call, timeout, deadline)
-                        response = race_sync(
-                            res.race(state, monotonic(), weight),
-                            self._hedge_submit(hedge),
-                            attempts.send,
-                            attempts.interrupt,
-                        )
-                except WarmlineError as exc:
-                    outcome = exc
-                else:
-                    if response.status not in res.watched:  # the cheap guard
-                        return response
-                    outcome = response
-            pause = res.after(state, attempt, method, outcome, deadline, monotonic(), replayable)
-            if pause is None:
-                if isinstance(outcome, Response):
-                    return outcome
-                raise outcome
-            outcome = None
-            time.sleep(pause)
+
+        def send() -> Response:
+            return pool._call((*call, res.attempt_timeout(timeout, deadline, monotonic())), DEFAULT)
+
+        def race(r: HedgeRace) -> Response:
+            assert res.hedge is not None
+            attempts = SlotAttempts(pool, call, timeout, deadline)
+            submit = self._hedge_submit(res.hedge)
+            response: Response = race_sync(r, submit, attempts.send, attempts.interrupt)
+            return response
+
+        a = Attempt(res, state, method, replayable, weight, deadline)
+        return attempts_sync(a, send, race, first)
 
     def _hedge_submit(self, hedge: Hedge) -> Callable[[Callable[[], Response]], Future[Response]]:
         executor = self._hedge_executor(hedge)

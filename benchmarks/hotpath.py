@@ -1,7 +1,7 @@
 """The asyncio hot path's own cost, without the kernel: an in-memory transport.
 
     uv run python -m benchmarks.hotpath MODE N
-    # MODE: raw | pool.get | lease.get | client.get | client.get+retry
+    # MODE: raw | pool.get[+retry] | lease.get | client.get[+retry] | client.get+retry
 
 Every request is answered from memory on the next loop iteration, so what is
 left is Python and the event loop: the part of a request warmline controls.
@@ -106,6 +106,16 @@ async def main(mode: str, n: int) -> None:
     elif mode == "pool.get":
         for _ in range(n):
             await pool.get("/small")
+    elif mode == "pool.get+retry":
+        # A pool's own Retry() that never triggers (every answer is a 200).
+        retried = await ClientPool.connect(
+            "http://127.0.0.1:9", connections=1, retry=warmline.Retry()
+        )
+        for _ in range(100):
+            await retried.get("/small")
+        for _ in range(n):
+            await retried.get("/small")
+        await retried.close()
     elif mode in ("client.get", "client.get+retry"):
         # +retry: a Retry() that never triggers (every answer is a 200).
         retry = warmline.Retry() if mode == "client.get+retry" else None
@@ -128,7 +138,8 @@ async def main(mode: str, n: int) -> None:
                 await lease.get("/small")
     else:
         raise SystemExit(
-            f"unknown mode {mode!r}: raw, pool.get, lease.get, client.get or client.get+retry"
+            f"unknown mode {mode!r}: raw, pool.get, pool.get+retry, lease.get, client.get"
+            " or client.get+retry"
         )
     await pool.close()
 

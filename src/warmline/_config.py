@@ -28,6 +28,8 @@ from warmline.http11 import (
     accept_encoding,
 )
 from warmline.http11._writer import HeadersArg
+from warmline.resilience._hedge import Hedge
+from warmline.resilience._retry import Retry
 
 __all__ = ["DEFAULT_DRAIN_LIMIT", "PoolConfig", "PoolOptions", "choose_proxy"]
 
@@ -118,6 +120,14 @@ class PoolOptions(TypedDict, total=False):
                 byte, total) in ``stats().histograms``. Off by default: it
                 costs ~0.4 us per request (three records, ~130 ns each),
                 2-4 % of a pooled GET's client CPU.
+            retry: A :class:`warmline.Retry`: the pool's own requests
+                (``pool.get()`` and friends, not a leased slot's) are sent
+                again on the statuses and errors it lists, within the
+                request's total timeout. Off (None) by default.
+            hedge: A :class:`warmline.Hedge`: a ``pool.get()`` with no answer
+                after ``hedge.after`` goes out again on another slot; the
+                first answer wins and the loser's connection is discarded.
+                Off (None) by default. Leased slots are never hedged.
     """
 
     base_path: str
@@ -147,6 +157,8 @@ class PoolOptions(TypedDict, total=False):
     spin: float | None
     hooks: Hooks | None
     latency: bool
+    retry: Retry | None
+    hedge: Hedge | None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -181,6 +193,8 @@ class PoolConfig:
     spin: float = 0.0
     hooks: Hooks | None = None
     latency: bool = False
+    retry: Retry | None = None
+    hedge: Hedge | None = None
 
     @classmethod
     def build(
@@ -216,6 +230,8 @@ class PoolConfig:
         spin: float | None = None,
         hooks: Hooks | None = None,
         latency: bool = False,
+        retry: Retry | None = None,
+        hedge: Hedge | None = None,
     ) -> PoolConfig:
         """Validate the options of ``connect()``.
 
@@ -236,6 +252,10 @@ class PoolConfig:
             _check_int(value, name, 1)
         _check_int(max_headers, "max_headers", 1)
         _check_int(drain_limit, "drain_limit", 0)
+        if retry is not None and not isinstance(retry, Retry):
+            raise TypeError(f"retry must be a warmline.Retry or None, got {retry!r}")
+        if hedge is not None and not isinstance(hedge, Hedge):
+            raise TypeError(f"hedge must be a warmline.Hedge or None, got {hedge!r}")
         if spin is not None:
             spin = check_timeout(spin, "spin")
             if spin is None or spin > 1.0:  # inf, or a core burnt for seconds
@@ -308,6 +328,8 @@ class PoolConfig:
             spin=spin or 0.0,
             hooks=hooks,
             latency=latency,
+            retry=retry,
+            hedge=hedge,
         )
 
     def new_core(self) -> PoolCore[Any]:

@@ -17,13 +17,16 @@ from typing import TYPE_CHECKING, Any, Final, Generic, TypeAlias, TypeVar
 
 from warmline._hooks import CompositeHooks, Hooks, RequestEvent
 from warmline._policy import DEFAULT, PoolStats, TimeoutArg
+from warmline._pool._attempts import Attempt
+from warmline._pool._client import Resilience
 from warmline._pool._core import C, PoolCore, Slot, check_timeout
 from warmline._pool._observe import Observer, TimedReader
 from warmline._pool._verbs import PoolVerbs, Req, SlotVerbs
 from warmline.errors import InvalidRequest, PoolError, WarmlineError, WriteTimeout
 from warmline.http11 import Response
-from warmline.http11._upload import STREAM_UPLOAD_UNSUPPORTED, StreamedBody, Upload
+from warmline.http11._upload import STREAM_UPLOAD_UNSUPPORTED, StreamedBody, Upload, is_streamed
 from warmline.http11._writer import HeadersArg
+from warmline.resilience._stats import ResilienceStats
 
 if TYPE_CHECKING:
     from warmline._config import PoolConfig
@@ -69,8 +72,17 @@ class PoolShell(PoolVerbs[R, S], Generic[C, R, S]):
             "max_size": config.max_body_size,
         }
         self._observer: Observer | None = None
+        self._resilience: Resilience | None = None
         if config.hooks is not None or config.latency:
             self._observe(config.hooks, config.latency)
+        if config.retry is not None or config.hedge is not None:
+            # The pool's own requests (pool.get()) go through the attempt
+            # loop, each attempt the plain (or hooked) _call; leases do not.
+            self._resilience = Resilience(
+                config.retry, config.hedge, None, None, None, self._timeout
+            )
+            self._call_once = self._call
+            object.__setattr__(self, "_call", self._call_resilient)
 
     # -- hooks and histograms (see warmline._pool._observe) ---------------------------
     def _observe(self, hooks: Hooks | None, latency: bool) -> Observer:
@@ -90,7 +102,9 @@ class PoolShell(PoolVerbs[R, S], Generic[C, R, S]):
             obs.set_hooks(hooks)
         if obs.requests_on:
             object.__setattr__(self, "_request", self._request_hooked)
-            object.__setattr__(self, "_call", self._call_hooked)
+            # Under a retry or hedge policy, each attempt is hooked.
+            once = "_call" if self._resilience is None else "_call_once"
+            object.__setattr__(self, once, self._call_hooked)
             self._time_idle_connections(obs)
         return obs
 
@@ -294,6 +308,29 @@ class PoolShell(PoolVerbs[R, S], Generic[C, R, S]):
             copies = {name: h.copy() for name, h in obs.histograms.items()}
             snap = dataclasses.replace(snap, histograms=copies)
         return snap
+
+    def resilience_stats(self) -> ResilienceStats:
+        """What ``retry=`` and ``hedge=`` did: retries, hedges sent and won
+        (a copy; zeros when neither is set)."""
+        res = self._resilience
+        if res is None:
+            return ResilienceStats()
+        return res.snapshot([self._origin])[self._origin]
+
+    def _call_resilient(self, req: Req, acquire_timeout: TimeoutArg) -> R:
+        """``_call`` under ``retry=`` or ``hedge=`` (bound on the instance)."""
+        raise NotImplementedError
+
+    def _attempt(self, req: Req, started: float | None) -> tuple[Resilience, Attempt, float | None]:
+        """The policies, the attempt loop's view of ``req`` and its deadline
+        (``started``: when a first attempt went out, None: now)."""
+        res = self._resilience
+        assert res is not None
+        deadline = res.deadline_after(req[6], monotonic() if started is None else started)
+        content = req[4]
+        replayable = content is None or not is_streamed(content)
+        attempt = Attempt(res, res.route(self._origin), req[0], replayable, 0.0, deadline)
+        return res, attempt, deadline
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._core.describe()}>"

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from warmline._config import PoolConfig, PoolOptions
 from warmline._policy import DEFAULT, FailureLog, TimeoutArg
 from warmline._pool import Plan, Slot, Waiter, check_timeout, connect_verdict
+from warmline._pool._attempts import attempts_async
 from warmline._pool._shell import RELEASED_IN_FLIGHT, Begun, Lease, PoolShell
 from warmline._pool._state import HEALING, IN_USE, OPENING, READY
 from warmline._pool._verbs import Req
@@ -712,6 +713,45 @@ class ClientPool(PoolShell[Connection, ResponseCoro, StreamContext]):
             raise
         self._ended(begun, t1, first, slot, response, held is None)
         return response
+
+    # -- retry= and hedge= (bound on the instance; see PoolShell.__init__) ---------
+    async def _call_resilient(self, req: Req, acquire_timeout: TimeoutArg) -> Response:
+        res = self._resilience
+        assert res is not None
+        if req[0] in res.hedged:
+            return await self._attempts(req, acquire_timeout, None, None)
+        # Not hedged: the first attempt goes straight out, and only an error
+        # or a watched status enters the loop (callgrind, pool.get+retry
+        # minus pool.get: +2.7k instructions per GET, 38.1k against 35.4k; through the loop
+        # every time it was +16k). The clock only when a total applies.
+        started = monotonic() if res.timed or req[6] is not DEFAULT else None
+        first: Response | WarmlineError
+        try:
+            first = await self._call_once(req, acquire_timeout)
+        except WarmlineError as exc:
+            first = exc
+        else:
+            if first.status not in res.watched:
+                return first
+        return await self._attempts(req, acquire_timeout, started, first)
+
+    async def _attempts(
+        self,
+        req: Req,
+        acquire_timeout: TimeoutArg,
+        started: float | None,
+        first: Response | WarmlineError | None,
+    ) -> Response:
+        res, attempt, deadline = self._attempt(req, started)
+        call, timeout, once = req[:6], req[6], self._call_once
+
+        def send(_index: int) -> Coroutine[Any, Any, Response]:
+            # Each attempt on a slot of its own, within what is left of the total.
+            return once(
+                (*call, res.attempt_timeout(timeout, deadline, monotonic())), acquire_timeout
+            )
+
+        return await attempts_async(attempt, send, first)
 
     # -- streams -----------------------------------------------------------
     async def _stream_call(self, req: Req, acquire_timeout: TimeoutArg) -> Response:

@@ -460,11 +460,16 @@ class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
         try:
             data = self._writer.build_request(req)
             timeout = req[6]
-            if timeout is DEFAULT and self._timeout:  # the pool's own: checked at connect()
-                deadline: float | None = monotonic() + self._timeout
+            pool_timeout = self._timeout  # checked at connect()
+            if timeout is DEFAULT and pool_timeout != 0:  # the usual case, inlined
+                deadline = None if pool_timeout is None else monotonic() + pool_timeout
             else:
                 deadline = self._deadline(timeout)[1]
-            conn = self._idle_conn(slot, deadline)
+            conn = slot.conn  # _idle_conn(), inlined: the hot path
+            if conn is None or not conn.alive:
+                conn = self._reopen(slot, deadline)  # the last response closed it
+            elif conn.busy:
+                raise PoolError("a request is already in flight on this slot; one at a time")
             try:
                 response = conn.request(data, method, deadline)
             except WarmlineError as exc:

@@ -523,7 +523,10 @@ class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
 
     def _call(self, req: Req, acquire_timeout: TimeoutArg) -> Response:
         # No lease object: the pool holds the slot itself for the call.
-        slot = self._take(req[6], acquire_timeout)
+        # _take(), inlined (the hot path).
+        slot = None if self._core.waiters else self._pop()
+        if slot is None:
+            slot = self._wait(self._acquire_wait(req[6], acquire_timeout), None)
         try:
             return self._request(slot, req)
         finally:

@@ -31,9 +31,11 @@ How a request is carried over, and why:
   one piece at a time, and ``aclose()``/``close()`` gives the connection
   back: reused when the body was read to its end or its small rest drained,
   else closed (never reused with unread bytes). httpx reads the whole body
-  itself when not streaming; that costs about 6 us of client CPU more per
-  request than warmline's whole-body path (``client.request``), a few per
-  cent of httpx's own cost. With a streamed upload the response comes back
+  itself when not streaming: that path costs 7 % more than handing httpx
+  a whole body did (callgrind, one GET of 100 bytes from nginx, the whole
+  client process: 804k instructions against 749k; httpx's own transport
+  1,589k), the price of one code path whose memory never grows with the
+  body. With a streamed upload the response comes back
   whole (warmline's ``stream()`` does not take streamed uploads yet).
 - **Timeouts.** httpx gives four phase timeouts per request (``connect``,
   ``read``, ``write``, ``pool``); a warmline request takes one total. The
@@ -128,9 +130,17 @@ def request_timeout(request: httpx.Request) -> TimeoutArg:
     phases = request.extensions.get("timeout")
     if not phases:
         return DEFAULT
-    if phases.get("read") is None or phases.get("write") is None:
+    read, write = phases.get("read"), phases.get("write")
+    if read is None or write is None:
         return None
-    return max(float(v) for v in phases.values() if v is not None)
+    # No generator: this runs per request (four known keys).
+    connect, pool = phases.get("connect"), phases.get("pool")
+    longest = max(read, write)
+    if connect is not None and connect > longest:
+        longest = connect
+    if pool is not None and pool > longest:
+        longest = pool
+    return float(longest)
 
 
 def _check_scheme(request: httpx.Request) -> None:

@@ -6,7 +6,9 @@ scale, since the rows span three orders of magnitude (20 µs to 14 ms).
 warmline's own rows and the adapter rows are drawn in one colour, the peers
 in another, so the eye finds the pairs. The docs' chart is made with::
 
-    uv run python -m warmline._bench.svg bench-results/bench-report.json docs/img/bench.svg
+    uv run warmline bench --scenarios get,ccxt
+    uv run python -m warmline._bench.svg bench-results/bench-report.json docs/img/bench.svg \\
+        get@1,get@16,ccxt
 
 ``warmline bench`` also writes ``bench-report.svg`` next to its other files.
 """
@@ -44,7 +46,11 @@ Rows = Sequence[dict[str, Any]]
 
 def _cases(rows: Rows, scenarios: Sequence[str] | None) -> list[tuple[str, int]]:
     keys = dict.fromkeys((r["scenario"], r["conc"]) for r in rows if r.get("cpu_us_per_req"))
-    return [k for k in keys if scenarios is None or k[0] in scenarios]
+    if scenarios is None:
+        return list(keys)
+    # "get" takes every concurrency of get, "get@16" only that one.
+    wanted = {(s.partition("@")[0], s.partition("@")[2]) for s in scenarios}
+    return [k for k in keys if (k[0], "") in wanted or (k[0], str(k[1])) in wanted]
 
 
 def _scale(rows: Sequence[dict[str, Any]]) -> tuple[float, float]:
@@ -100,7 +106,8 @@ def _axis(top: int, lo: float, hi: float) -> list[str]:
 
 
 def render(report: dict[str, Any], scenarios: Sequence[str] | None = None) -> str:
-    """The SVG text of ``report``'s CPU figures, for ``scenarios`` (None: all).
+    """The SVG text of ``report``'s CPU figures, for ``scenarios`` (None: all;
+    ``"get@16"`` is one concurrency of a scenario).
 
     Raises:
         ValueError: No row of those scenarios has a figure.
@@ -147,7 +154,7 @@ def _short(title: str, limit: int = 110) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m warmline._bench.svg REPORT.json OUT.svg [SCENARIO,...]``."""
+    """``python -m warmline._bench.svg REPORT.json OUT.svg [SCENARIO[@CONC],...]``."""
     args = sys.argv[1:] if argv is None else list(argv)
     if len(args) not in (2, 3):
         print(main.__doc__, file=sys.stderr)

@@ -71,6 +71,7 @@ Example:
 from __future__ import annotations
 
 import io
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from http.client import HTTPMessage
 from typing import Any, Final
@@ -161,6 +162,8 @@ def request_timeout(timeout: Any) -> TimeoutArg:
 
 def _url(url: str) -> str:
     """The URL without userinfo (requests already sent it as basic auth)."""
+    if "@" not in url:
+        return url  # the common case, one scan
     start = url.find("://") + 3
     end = len(url)
     for c in "/?#":
@@ -172,9 +175,16 @@ def _url(url: str) -> str:
 
 
 def _headers(headers: Mapping[str, str | bytes]) -> list[tuple[str, str]]:
+    """The prepared request's fields to send, as str pairs, minus warmline's own."""
+    if isinstance(headers, CaseInsensitiveDict):
+        # Its (lowercase name, (name, value)) pairs: no __getitem__ per field
+        # as items() does (0.9 us against 2.2 us for requests' five fields).
+        pairs: Iterable[tuple[str, tuple[str, str | bytes]]] = headers._store.items()
+    else:
+        pairs = ((name.lower(), (name, value)) for name, value in headers.items())
     fields = []
-    for name, value in headers.items():
-        if name.lower() in _DROPPED:
+    for lower, (name, value) in pairs:
+        if lower in _DROPPED:
             continue
         fields.append((name, value if isinstance(value, str) else value.decode("latin-1")))
     return fields
@@ -200,21 +210,27 @@ def _as_bytes(chunks: Iterable[Any]) -> Iterator[bytes]:
         yield chunk.encode("utf-8") if isinstance(chunk, str) else bytes(chunk)
 
 
-def _fields(r: Response) -> CaseInsensitiveDict[str]:
-    """The response's fields as requests holds them: repeated names joined by ", "."""
-    joined: dict[str, str] = {}
+_Store = OrderedDict[str, tuple[str, str]]
+
+
+def _fields(r: Response) -> tuple[CaseInsensitiveDict[str], _Store]:
+    """The response's fields as requests holds them (repeated names joined by
+    ", ", the first spelling kept, as urllib3 does), and the dict under them.
+
+    Built straight into the dict a ``CaseInsensitiveDict`` keeps (lowercase
+    name to ``(name, value)``, its layout since requests 1.x): 2.3 us for
+    five fields against 4.9 us through its constructor.
+    """
+    store: _Store = OrderedDict()  # the type requests' own has
     for raw_name, raw_value in r.raw_headers:
         name = raw_name.decode("latin-1")
+        key = name.lower()
         value = raw_value.decode("latin-1")
-        if name in joined:
-            joined[name] = f"{joined[name]}, {value}"
-        else:
-            joined[name] = value
-    # Names differing only in case are rare enough to go through the
-    # slower merge (urllib3's HTTPHeaderDict) instead of a lower() per field.
-    if len({name.lower() for name in joined}) != len(joined):
-        return CaseInsensitiveDict(_header_dict(r))
-    return CaseInsensitiveDict(joined)
+        seen = store.get(key)
+        store[key] = (name, value) if seen is None else (seen[0], f"{seen[1]}, {value}")
+    headers: CaseInsensitiveDict[str] = CaseInsensitiveDict.__new__(CaseInsensitiveDict)
+    headers._store = store
+    return headers, store
 
 
 def _header_dict(r: Response) -> urllib3.HTTPHeaderDict:
@@ -224,11 +240,11 @@ def _header_dict(r: Response) -> urllib3.HTTPHeaderDict:
     return headers
 
 
-def _decoded(r: Response, headers: CaseInsensitiveDict[str]) -> bytes | None:
+def _decoded(r: Response, store: _Store) -> bytes | None:
     """The body as requests would give it, when warmline already has it:
     no coding, or one warmline undid; None when urllib3 must decode it."""
-    coding = headers.get("content-encoding")
-    if coding is None or coding.strip().lower() == "identity":
+    coding = store.get("content-encoding")
+    if coding is None or coding[1].strip().lower() == "identity":
         return r.content
     raw = r.raw_content
     return r.content if r.content is not raw or not raw else None
@@ -383,9 +399,9 @@ class Adapter(BaseAdapter):
         135-142 us (0.43x). The rest is requests' own (``prepare_request``
         alone is a third of it).
         """
-        headers = _fields(r)
-        content = _decoded(r, headers)
-        if content is None or "set-cookie" in headers:
+        headers, store = _fields(r)
+        content = _decoded(r, store)
+        if content is None or "set-cookie" in store:
             return self.build_response(request, r)  # urllib3 decodes, or cookies to read
         response = requests.Response()
         response.raw = _SpentRaw(request, r)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import tracemalloc
 from collections.abc import Iterator
 
@@ -136,3 +137,18 @@ def test_without_stream_the_raw_is_spent_like_requests(
     assert r.raw.status == 200 and r.raw.headers["content-type"] == "application/json"
     assert r.raw.read() == b""  # requests already read it
     assert type(r) is requests.Response
+
+
+def test_a_dropped_streamed_response_gives_its_connection_back(
+    warmline_mock: MockServer,
+) -> None:
+    warmline_mock.expect(path="/big").respond(body=b"d" * 300_000).times(2)
+    limits = warmline.Limits(total=1, per_host=1)
+    timeout = warmline.Timeouts(pool=2.0)
+    with _session(Adapter(limits=limits, timeout=timeout)) as s:
+        r = s.get(warmline_mock.url + "/big", stream=True)
+        assert r.raw.read(10) == b"d" * 10
+        del r
+        gc.collect()  # the file's IOBase finaliser closes the stream
+        r = s.get(warmline_mock.url + "/big", stream=True)  # the one connection is free
+        assert len(r.content) == 300_000

@@ -33,7 +33,7 @@ How a request is carried over, and why:
   else closed (never reused with unread bytes). httpx reads the whole body
   itself when not streaming: that path costs 7 % more than handing httpx
   a whole body did (callgrind, one GET of 100 bytes from nginx, the whole
-  client process: 804k instructions against 749k; httpx's own transport
+  client process: 801k instructions against 749k; httpx's own transport
   1,589k), the price of one code path whose memory never grows with the
   body. With a streamed upload the response comes back
   whole (warmline's ``stream()`` does not take streamed uploads yet).

@@ -201,7 +201,7 @@ def test_a_missing_proxy_drops_its_scenario_with_the_reason(
     assert "apt-get install tinyproxy" in (proxies.missing_reason("connect") or "")
     assert "pip install pproxy" in (proxies.missing_reason("forward") or "")
     servers = runner.Servers("nginx", "1", ["http://127.0.0.1:1"], [], {})
-    undelayed = [s for s in SCENARIOS if not s.delayed]
+    undelayed = [s for s in SCENARIOS if not s.delayed and not s.exchange]  # no relay, no exchange
     runner._start_proxies(undelayed, servers, runner.SilentProgress())
     assert servers.processes == [] and servers.proxies == {}
     kept = runner._runnable(undelayed, servers)

@@ -218,6 +218,23 @@ CLIENTS: dict[str, ClientInfo] = {
             replaces="requests",
         ),
         ClientInfo(
+            "ccxt",
+            "async",
+            "ccxt",
+            "ccxt.async_support.binance (spot, rate limit off) on its own aiohttp session:"
+            " fetch_ticker('BTC/USDT'), markets loaded first",
+            only=("ccxt",),
+        ),
+        ClientInfo(
+            "ccxt+warmline",
+            "async",
+            "ccxt",
+            "as ccxt, with {'session': warmline.contrib.aiohttp.ClientSession(<warmline-client"
+            " options>)}: compare with ccxt",
+            only=("ccxt",),
+            replaces="ccxt",
+        ),
+        ClientInfo(
             "raw-proto",
             "async",
             "asyncio",
@@ -881,6 +898,57 @@ def _warmline_client_threads(target: Target) -> tuple[list[SyncCall], SyncClose]
     return [bind(o + target.path) for o in target.origins], client.close
 
 
+async def _ccxt(target: Target, *, warm: bool = False) -> tuple[list[AsyncCall], AsyncClose]:
+    """ccxt's binance, every API URL pointed at the fake exchange; on warmline's
+    session when ``warm``. A call is ``fetch_ticker``; its result is the
+    ticker's HTTP body as ccxt kept it (``last_http_response``)."""
+    # import_module: ccxt ships no type information (typed Any here, as
+    # pyproject's mypy overrides would; the integrator may add it there).
+    ccxt_async = importlib.import_module("ccxt.async_support")
+    origin = target.origins[0]
+    config: dict[str, Any] = {
+        "options": {
+            "fetchMarkets": {"types": ["spot"]},
+            "fetchMargins": False,
+            "fetchCurrencies": False,
+        },
+        "enableRateLimit": False,  # the bench paces nothing: CPU per call is the figure
+    }
+    session = None
+    if warm:
+        from warmline.contrib.aiohttp import ClientSession
+
+        session = ClientSession(**_client_options(target))
+        await session.__aenter__()
+        config["session"] = session
+    exchange = ccxt_async.binance(config)
+    exchange.timeout_on_exit = 0  # close() would sleep 250 ms for websocket clients
+    exchange.urls["api"] = _pointed(exchange.urls["api"], origin)
+    await exchange.load_markets()
+
+    async def call() -> Result:
+        await exchange.fetch_ticker("BTC/USDT")
+        return 200, exchange.last_http_response.encode()
+
+    async def close() -> None:
+        await exchange.close()
+        if session is not None:
+            await session.close()
+
+    return [call], close
+
+
+def _pointed(value: Any, origin: str) -> Any:
+    """ccxt's URL tree with Binance's API hosts replaced by ``origin``."""
+    if isinstance(value, str):
+        for host in ("https://api.binance.com", "https://api1.binance.com"):
+            value = value.replace(host, origin)
+        return value
+    if isinstance(value, dict):
+        return {k: _pointed(v, origin) for k, v in value.items()}
+    return value
+
+
 # ---------------------------------------------------------------- async peers
 async def _aiohttp(target: Target) -> tuple[list[AsyncCall], AsyncClose]:
     import aiohttp
@@ -1122,6 +1190,8 @@ _ASYNC: dict[str, Callable[[Target], Awaitable[tuple[list[AsyncCall], AsyncClose
     "aiohttp": _aiohttp,
     "aiosonic": _aiosonic,
     "httpx": _httpx,
+    "ccxt": _ccxt,
+    "ccxt+warmline": functools.partial(_ccxt, warm=True),
 }
 _SYNC: dict[str, Callable[[Target], tuple[list[SyncCall], SyncClose]]] = {
     "warmline-threads": _warmline_threads,

@@ -110,6 +110,18 @@ def start_relay(upstream_port: int, cpu: int | None) -> launch.Server:
     return _launch("relay", cmd, port, workdir, cpu)
 
 
+def start_exchange(cpu: int | None) -> launch.Server:
+    """Start the ``ccxt`` scenario's fake Binance (``exchange``) on the server's CPU.
+
+    Raises:
+        RuntimeError: It exited, or did not listen in time.
+    """
+    port = launch.free_port()
+    workdir = tempfile.mkdtemp(prefix="warmline-exchange-")
+    cmd = [sys.executable, "-m", "warmline._bench.exchange", str(port)]
+    return _launch("exchange", cmd, port, workdir, cpu)
+
+
 def _launch(name: str, cmd: list[str], port: int, workdir: str, cpu: int | None) -> launch.Server:
     if cpu is not None and shutil.which("taskset"):
         cmd = ["taskset", "-c", str(cpu), *cmd]

@@ -246,7 +246,7 @@ def write_chart(report: dict[str, Any], path: Path) -> str | None:
 
 
 def write_all(report: dict[str, Any], out: Path) -> tuple[list[Path], list[str]]:
-    """bench-report.{json,md,png} in ``out``: (the files written, problems)."""
+    """bench-report.{json,md,png,svg} in ``out``: (the files written, problems)."""
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "bench-report.json", out / "bench-report.md"]
     paths[0].write_text(json.dumps(report, indent=1, default=str) + "\n")
@@ -254,6 +254,14 @@ def write_all(report: dict[str, Any], out: Path) -> tuple[list[Path], list[str]]
     problem = write_chart(report, out / "bench-report.png")
     if problem is None:
         paths.append(out / "bench-report.png")
+    # The SVG bar chart needs no plotting library (the docs' chart is one).
+    from warmline._bench import svg
+
+    try:
+        (out / "bench-report.svg").write_text(svg.render(report), encoding="utf-8")
+        paths.append(out / "bench-report.svg")
+    except ValueError:
+        pass  # no row has a figure: the PNG's problem (if any) says so
     return paths, [] if problem is None else [problem]
 
 

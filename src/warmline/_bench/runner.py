@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 from urllib.parse import urlsplit
 
-from warmline._bench import proxies
+from warmline._bench import exchange, proxies
 from warmline._bench.clients import CLIENTS, ORDER, missing_reason, unsupported
 from warmline._server import launch
 
@@ -90,6 +90,8 @@ class Scenario:
     sweep: bool = False
     delayed: bool = False
     clients: tuple[str, ...] | None = None
+    # Served by the fake exchange (``exchange``) instead of the HTTP server.
+    exchange: bool = False
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -134,6 +136,15 @@ SCENARIOS: tuple[Scenario, ...] = (
         "Sequential GET /small: the thread pool with spin=50e-6 and without,"
         " against the blocking floors (raw socket, pycurl)",
         clients=("warmline-threads", "warmline-threads+spin", "raw-socket", "pycurl"),
+    ),
+    Scenario(
+        "ccxt",
+        "ccxt binance fetch_ticker('BTC/USDT') against a fake Binance (a Python server on the"
+        " server's CPU): ccxt on its own aiohttp session, and on"
+        " warmline.contrib.aiohttp.ClientSession",
+        endpoint="ticker",
+        exchange=True,
+        clients=("ccxt", "ccxt+warmline"),
     ),
 )
 SCENARIO_KEYS = tuple(s.key for s in SCENARIOS)
@@ -245,6 +256,9 @@ class Servers:
     # The delaying relay of the tail scenario, or why it could not start.
     delayed: str | None = None
     delayed_missing: str | None = None
+    # The ccxt scenario's fake exchange, or why it could not start.
+    exchange: str | None = None
+    exchange_missing: str | None = None
 
     @property
     def pids(self) -> list[int]:
@@ -448,6 +462,22 @@ def _start_proxies(scenarios: Sequence[Scenario], servers: Servers, progress: Pr
         progress.note(f"proxy ({kind}): {server.name} on {server.url}{pins}, pid {server.proc.pid}")
     if any(s.delayed for s in scenarios):
         _start_relay(servers, progress)
+    if any(s.exchange for s in scenarios):
+        _start_exchange(servers, progress)
+
+
+def _start_exchange(servers: Servers, progress: Progress) -> None:
+    """Start the ccxt scenario's fake Binance on the server's CPU; its ticker is an endpoint."""
+    try:
+        server = proxies.start_exchange(servers.cpu)
+    except (RuntimeError, OSError) as exc:
+        servers.exchange_missing = str(exc)
+        return
+    servers.processes.append(server)
+    servers.exchange = server.url
+    n = len(exchange.ticker_body())
+    servers.endpoints["ticker"] = Endpoint(exchange.TICKER_PATH, (n, n))
+    progress.note(f"fake exchange (ccxt): {server.url}, pid {server.proc.pid}")
 
 
 def _start_relay(servers: Servers, progress: Progress) -> None:
@@ -471,7 +501,9 @@ def _runnable(scenarios: Sequence[Scenario], servers: Servers) -> list[Scenario]
     return [
         s
         for s in scenarios
-        if (s.proxy is None or s.proxy in servers.proxies) and (not s.delayed or servers.delayed)
+        if (s.proxy is None or s.proxy in servers.proxies)
+        and (not s.delayed or servers.delayed)
+        and (not s.exchange or servers.exchange)
     ]
 
 
@@ -487,6 +519,11 @@ def _skipped(scenarios: Sequence[Scenario], servers: Servers) -> list[dict[str, 
         {"scenario": s.key, "reason": reason}
         for s in scenarios
         if s.delayed and not servers.delayed
+    ]
+    out += [
+        {"scenario": s.key, "reason": servers.exchange_missing or "no fake exchange"}
+        for s in scenarios
+        if s.exchange and not servers.exchange
     ]
     return out
 
@@ -568,6 +605,8 @@ def _concurrencies(opts: Options, kind: str, sc: Scenario) -> list[int]:
 def _origins(opts: Options, sc: Scenario, servers: Servers) -> list[str]:
     if sc.delayed and servers.delayed:
         return [servers.delayed]
+    if sc.exchange and servers.exchange:
+        return [servers.exchange]
     tls = sc.tls or opts.tls or not servers.plain
     pool = servers.tls if tls else servers.plain
     return pool[:FANOUT_WIDTH] if sc.fanout else pool[:1]

@@ -39,10 +39,14 @@ The subset covered, exactly:
 
 How a request is carried over, and why:
 
-- **Bodies.** warmline has no streaming responses yet: the whole body has
-  arrived when the request returns. ``Content-Encoding`` (ccxt asks for
-  gzip) is decoded on the first read, with warmline's decoders, bounded by
-  the client's ``max_body_size``.
+- **Bodies.** The whole body has arrived when the request returns, and
+  ``content.iter_chunked(n)`` cuts it from memory: aiohttp's API gives no
+  sign that a body will be streamed, and ccxt reads every body at once, so
+  a streamed read (warmline's ``client.stream()``, a protocol switch per
+  response) would tax every ccxt call to serve a use ccxt never has. For
+  large downloads use warmline's ``stream()`` or the httpx transport.
+  ``Content-Encoding`` (ccxt asks for gzip) is decoded on the first read,
+  with warmline's decoders, bounded by the client's ``max_body_size``.
 - **Headers.** The session's headers, then the request's (same name:
   the request wins). warmline owns ``Content-Length``, ``Transfer-Encoding``
   (the writer frames the body), ``Connection`` and ``Keep-Alive`` (the pool

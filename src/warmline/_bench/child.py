@@ -415,6 +415,8 @@ def run_case(spec: dict[str, Any], case: Case, tls: ssl.SSLContext | None) -> di
         context=tls,
         cafile=spec.get("cafile"),
         proxy=case.get("proxy"),
+        stream=case.get("stream", False),
+        gunzip=case.get("gunzip", False),
     )
     server = Server(spec.get("server_pids") or [], spec.get("status_url"))
     name, loop = spec["client"], spec["loop"]

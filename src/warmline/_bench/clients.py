@@ -31,7 +31,7 @@ import io
 import json
 import socket
 import ssl
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence, Sized
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal, cast
@@ -53,7 +53,9 @@ __all__ = [
     "unsupported",
 ]
 
-Result = tuple[int, bytes]
+# The body is bytes, or a stand-in with its length for a streamed download
+# (bodies.Length): the runner checks only its length.
+Result = tuple[int, Sized]
 AsyncCall = Callable[[], Awaitable[Result]]
 SyncCall = Callable[[], Result]
 AsyncClose = Callable[[], Awaitable[None]]
@@ -84,6 +86,10 @@ class Target:
         context: The SSLContext for https origins (trusts the bench's CA).
         cafile: The same CA as a file, for clients that take a path.
         proxy: ``http://host:port`` of an HTTP proxy to go through, or None.
+        stream: Read the body as a stream, keeping only its length (the
+            download scenario: ``bodies``).
+        gunzip: The body comes gzipped: clients that do not decode it
+            themselves (the raw floors, pycurl unless asked) decode it.
     """
 
     origins: tuple[str, ...]
@@ -94,6 +100,8 @@ class Target:
     context: ssl.SSLContext | None = None
     cafile: str | None = None
     proxy: str | None = None
+    stream: bool = False
+    gunzip: bool = False
 
     @property
     def order(self) -> dict[str, Any] | None:
@@ -1127,6 +1135,8 @@ def _pycurl(target: Target) -> tuple[list[SyncCall], SyncClose]:
             c.setopt(pycurl.FRESH_CONNECT, 1)
         if order is not None:
             c.setopt(pycurl.HTTPHEADER, ["Content-Type: application/json"])
+        if target.gunzip:
+            c.setopt(pycurl.ACCEPT_ENCODING, "gzip")  # curl then decodes
         handles.append(c)
         return c
 
@@ -1211,12 +1221,28 @@ _SYNC: dict[str, Callable[[Target], tuple[list[SyncCall], SyncClose]]] = {
 
 async def make_async(name: str, target: Target) -> tuple[list[AsyncCall], AsyncClose]:
     """Build async client ``name`` for ``target``: one call per origin, and close."""
-    return await _ASYNC[name](target)
+    from warmline._bench import bodies
+
+    if target.stream:
+        made: tuple[list[AsyncCall], AsyncClose] = await bodies.ASYNC_STREAMS[name](target)
+        return made[0], bodies.noting_rss_async(made[1])
+    calls, close = await _ASYNC[name](target)
+    if target.gunzip and name == "raw-proto":
+        calls = [bodies.gunzip_async(c) for c in calls]
+    return calls, close
 
 
 def make_sync(name: str, target: Target) -> tuple[list[SyncCall], SyncClose]:
     """Build blocking client ``name`` for ``target``: one call per origin, and close."""
-    return _SYNC[name](target)
+    from warmline._bench import bodies
+
+    if target.stream:
+        calls, close = bodies.SYNC_STREAMS[name](target)
+        return calls, bodies.noting_rss_sync(close)
+    calls, close = _SYNC[name](target)
+    if target.gunzip and name == "raw-socket":
+        calls = [bodies.gunzip_sync(c) for c in calls]
+    return calls, close
 
 
 def unknown_names(names: Sequence[str]) -> list[str]:

@@ -52,7 +52,7 @@ def _direct(row: Row) -> str:
 
 # (header, cell) for every column of a scenario table; "conc" only where it
 # varies, "CPU vs direct" only in the proxy scenarios' tables, "extra req"
-# only where a client hedged.
+# only where a client hedged, "peak RSS MiB" only in the download's.
 COLUMNS: list[tuple[str, Callable[[Row], str]]] = [
     ("client", lambda r: str(r["client"])),
     ("loop", lambda r: str(r["loop"])),
@@ -66,6 +66,7 @@ COLUMNS: list[tuple[str, Callable[[Row], str]]] = [
     ("p99 µs", lambda r: _num(r.get("p99_us"), 1)),
     ("p99.9 µs", lambda r: _num(r.get("p999_us"), 1)),
     ("extra req", lambda r: _share(r.get("extra_share"))),
+    ("peak RSS MiB", lambda r: _num(r.get("peak_rss_mib"), 1)),
     ("client busy", lambda r: _pct(r.get("client_busy"))),
     ("server busy", lambda r: _pct(r.get("server_busy"))),
     ("new conns", lambda r: _num(r.get("new_conns"))),
@@ -97,6 +98,8 @@ def _shown(header: str, rows: Sequence[Row]) -> bool:
         return any(r.get("stock_ratio") is not None for r in rows)
     if header == "extra req":  # the hedged rows: extra requests / requests
         return any(r.get("extra_share") is not None for r in rows)
+    if header == "peak RSS MiB":  # the download rows: the child's peak RSS
+        return any(r.get("peak_rss_mib") is not None for r in rows)
     return True
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import gzip
 import http.client
 import importlib.metadata
 import importlib.util
@@ -42,6 +43,7 @@ from typing import IO, Any, Protocol
 from urllib.parse import urlsplit
 
 from warmline._bench import exchange, proxies
+from warmline._bench.bodies import STREAM_CLIENTS
 from warmline._bench.clients import CLIENTS, ORDER, missing_reason, unsupported
 from warmline._server import launch
 
@@ -92,13 +94,34 @@ class Scenario:
     clients: tuple[str, ...] | None = None
     # Served by the fake exchange (``exchange``) instead of the HTTP server.
     exchange: bool = False
+    stream: bool = False
+    gunzip: bool = False
 
+
+# The download scenario's body, in bytes: (quick) -> size. nginx serves these
+# two sizes (launch.STREAM_SIZES), granian any.
+DOWNLOAD_SIZES = {False: 256 << 20, True: 16 << 20}
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("get", "Keep-alive GET /small (~100 B JSON)", sweep=True),
     Scenario("post", "Keep-alive POST /order (small JSON order, echoed)", "POST", "order"),
     Scenario("large", "Keep-alive GET /large (64 KiB body)", endpoint="large"),
     Scenario("chunked", "Keep-alive GET /chunked (8.5 KB, chunked coding)", endpoint="chunked"),
+    Scenario(
+        "gzip",
+        "Keep-alive GET /book.json (5.2 KB JSON order book sent gzipped, 1.9 KB), decoded:"
+        " the raw floors with zlib.decompress, pycurl with ACCEPT_ENCODING",
+        endpoint="gzip",
+        gunzip=True,
+    ),
+    Scenario(
+        "download",
+        f"Streamed download of {DOWNLOAD_SIZES[False] >> 20} MiB ({DOWNLOAD_SIZES[True] >> 20} MiB"
+        " with --quick), read piece by piece, only counted: CPU per request is per download",
+        endpoint="download",
+        stream=True,
+        clients=STREAM_CLIENTS,
+    ),
     Scenario("newconn", "New connection per request, GET /small (TCP)", fresh=True),
     Scenario("tls", "Keep-alive GET /small over TLS", tls=True),
     Scenario("newconn-tls", "New connection per request over TLS", fresh=True, tls=True),
@@ -175,6 +198,11 @@ BUDGETS: dict[tuple[bool, bool], Budget] = {
 LONG_BUDGETS: dict[bool, Budget] = {
     False: Budget(200, 0.5, 2_000, 6.0),
     True: Budget(50, 0.2, 400, 1.5),
+}
+# The download scenario: one warm-up download, then a few timed ones.
+DOWNLOAD_BUDGETS: dict[bool, Budget] = {
+    False: Budget(1, 0.0, 4, 1.0),
+    True: Budget(1, 0.0, 2, 0.3),
 }
 DEFAULT_ROUNDS, QUICK_ROUNDS = 3, 1
 ASYNC_CONCURRENCY, SYNC_CONCURRENCY = (1, 16, 64), (1, 16)
@@ -364,7 +392,7 @@ def _probe(
 
 def _find_endpoints(servers: Servers) -> None:
     """Each endpoint's path, and the body length range of a correct answer."""
-    paths = {"small": "/small", "large": "/large", "chunked": "/chunked"}
+    paths = {"small": "/small", "large": "/large", "chunked": "/chunked", "gzip": "/book.json"}
     paths["order"] = "/order"
     origin = servers.plain[0]
     for name, path in paths.items():
@@ -378,6 +406,8 @@ def _find_endpoints(servers: Servers) -> None:
             expect = (len(compact), len(json.dumps(ORDER)))
         else:
             status, body = _probe(origin, "GET", path, None, servers.cafile)
+            if name == "gzip":  # sent gzipped; the clients decode it
+                body = gzip.decompress(body)
             expect = (len(body), len(body))
         if status != 200:
             raise BenchError(f"{servers.name} answered {status} to {path}: broken server config")
@@ -566,7 +596,12 @@ def _budget(opts: Options, sc: Scenario) -> tuple[int, float, int, float]:
     Every section stops at whichever bound comes first, so a slow client
     (~1 ms a request) fits in the same time as a fast one.
     """
-    budget = LONG_BUDGETS[opts.quick] if sc.delayed else BUDGETS[opts.quick, sc.fresh]
+    if sc.stream:
+        budget = DOWNLOAD_BUDGETS[opts.quick]
+    elif sc.delayed:
+        budget = LONG_BUDGETS[opts.quick]
+    else:
+        budget = BUDGETS[opts.quick, sc.fresh]
     warm_n, warm_s, n, cap = budget.warm_requests, budget.warm_s, budget.requests, budget.time_cap_s
     if sc.fanout:
         warm_n, n = warm_n // FANOUT_WIDTH, n // FANOUT_WIDTH
@@ -618,6 +653,9 @@ def _cases(
     out: list[dict[str, Any]] = []
     for sc in scenarios:
         endpoint = servers.endpoints.get(sc.endpoint) or servers.endpoints["small"]
+        if sc.stream:
+            size = DOWNLOAD_SIZES[opts.quick]
+            endpoint = Endpoint(f"/stream/{size}", (size, size))
         warm_n, warm_s, n, cap = _budget(opts, sc)
         out.extend(
             {
@@ -636,6 +674,8 @@ def _cases(
                 "time_s": cap,
                 "expect": list(endpoint.expect),
                 "proxy": servers.proxies.get(sc.proxy) if sc.proxy else None,
+                "stream": sc.stream,
+                "gunzip": sc.gunzip,
             }
             for conc in _concurrencies(opts, kind, sc)
         )
@@ -858,6 +898,7 @@ _METRICS = (
     "p99_us",
     "p999_us",
     "extra_share",
+    "peak_rss_mib",
 )
 
 

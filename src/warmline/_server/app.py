@@ -14,10 +14,16 @@ Endpoints (the same shapes as the nginx config of ``_server.nginx``):
   (gzip, deflate, br or zstd when the server has the package; a stack such
   as ``gzip,br`` applies them in that order); ``?chunked`` sends it in
   pieces without a length.
+- ``GET /book.json``: :data:`BOOK` (~5 KB of JSON) gzipped, with
+  ``Content-Encoding: gzip`` and a length, whatever the request asks (as
+  nginx's ``gzip_static always`` serves it): the bench's gzip scenario.
+- ``GET /stream/N``: N zero bytes (at most 1 GiB) with a length, sent in
+  1 MiB pieces: the bench's streamed download.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -37,6 +43,22 @@ TICKERS = (
     + b"]"
 )
 _MAX_BYTES = 64 * 1024 * 1024
+# An order book, 100 levels a side: the size of a depth answer of an exchange
+# API (~5 KB of JSON, ~1.9 KB gzipped), served gzipped at /book.json.
+BOOK = (
+    b'{"lastUpdateId":1027024,"bids":['
+    + b",".join(
+        b'["%d.%02d","%d.%08d"]' % (97234 - i, i % 100, i % 7, i * 7919) for i in range(100)
+    )
+    + b'],"asks":['
+    + b",".join(
+        b'["%d.%02d","%d.%08d"]' % (97235 + i, i % 100, i % 5, i * 104729) for i in range(100)
+    )
+    + b"]}"
+)
+BOOK_GZ = gzip.compress(BOOK, compresslevel=6, mtime=0)
+_MAX_STREAM = 1 << 30
+_STREAM_PIECE = b"\0" * (1 << 20)
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -75,7 +97,6 @@ async def _reply(
 
 def encode(body: bytes, codings: str) -> bytes:
     """``body`` with each of the comma-separated ``codings`` applied in order."""
-    import gzip
     import importlib
     import zlib
 
@@ -104,6 +125,16 @@ async def _reply_coded(send: Send, codings: str, body: bytes, more: list[bytes] 
         await send({"type": "http.response.body", "body": b""})
 
 
+async def _stream_zeros(send: Send, n: int) -> None:
+    headers = [(b"content-type", b"application/octet-stream"), (b"content-length", b"%d" % n)]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    piece = _STREAM_PIECE
+    while n > 0:
+        part = piece if n >= len(piece) else piece[:n]
+        n -= len(part)
+        await send({"type": "http.response.body", "body": part, "more_body": n > 0})
+
+
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "lifespan":
         while (await receive())["type"] != "lifespan.shutdown":
@@ -124,6 +155,10 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
             LARGE * (n // len(LARGE)) + LARGE[: n % len(LARGE)],
             b"application/octet-stream",
         )
+    elif path == "/book.json":
+        await _reply_coded(send, "gzip", BOOK_GZ, None)
+    elif path.startswith("/stream/"):
+        await _stream_zeros(send, min(int(path[8:]), _MAX_STREAM))
     elif path == "/order":
         await _reply(send, 200, body)
     elif path == "/chunked":

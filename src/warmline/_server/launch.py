@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from warmline._server.app import LARGE, SMALL, TICKERS
+from warmline._server.app import BOOK_GZ, LARGE, SMALL, TICKERS
 
 HOST = "127.0.0.1"
 _START_TIMEOUT_S = 20.0
@@ -267,11 +267,24 @@ http {{
             default_type application/json;
             try_files /tickers.json =404;
         }}
+        # GET /book.json: the order book JSON gzipped beforehand, sent with
+        # Content-Encoding: gzip whatever the request asks (book.json.gz).
+        location = /book.json {{
+            root html;
+            gzip_static always;
+            default_type application/json;
+        }}
+        # GET /stream/N: N zero bytes, for each N of STREAM_SIZES (sparse
+        # files: nothing on disk), sent with sendfile.
+        location ^~ /stream/ {{ root html; }}
         location = /status {{ stub_status; }}
         location / {{ return 404; }}
     }}
 }}
 """
+
+# The sizes nginx serves at /stream/N (granian serves any N).
+STREAM_SIZES = (16 << 20, 256 << 20)
 
 # The /chunked body: the same bytes as granian's app serves at /chunked.
 CHUNKED_BODY = b"".join(b"chunk-%d;" % i * 50 for i in range(20))
@@ -296,15 +309,21 @@ def _nginx_root(workdir: str, certfile: str | None, keyfile: str | None) -> Path
     (root / "html" / "chunked.txt").write_bytes(CHUNKED_BODY)
     (root / "html" / "tickers.json").write_bytes(TICKERS)
     (root / "html" / "order.txt").write_bytes(b"POST a JSON order here\n")
+    (root / "html" / "book.json.gz").write_bytes(BOOK_GZ)
+    (root / "html" / "stream").mkdir()
+    for size in STREAM_SIZES:
+        with open(root / "html" / "stream" / str(size), "wb") as f:
+            f.truncate(size)  # sparse: reads as zeros, takes no disk
     if certfile and keyfile:
         # Copies next to the config: the workers may run as nobody.
         (root / "cert.pem").write_bytes(Path(certfile).read_bytes())
         (root / "cert.pem.key").write_bytes(Path(keyfile).read_bytes())
     # The workers may run as nobody (when we are root): let them read html/.
-    for path in (root, root / "html", root / "tmp"):
+    for path in (root, root / "html", root / "tmp", root / "html" / "stream"):
         path.chmod(0o755)
-    for path in (root / "html").iterdir():
-        path.chmod(0o644)
+    for path in [*(root / "html").iterdir(), *(root / "html" / "stream").iterdir()]:
+        if path.is_file():
+            path.chmod(0o644)
     return root
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable
+from time import perf_counter as _clock
 from types import TracebackType
 from typing import TYPE_CHECKING, Final, cast
 
@@ -112,11 +113,14 @@ class AioBody(asyncio.Protocol):
             ) from exc
         conn.idle = False
         self._transport.set_protocol(self)
+        sent_at = _clock()
         self._transport.write(data)
         if deadline is not None:
             self._timer = self._loop.call_at(deadline, self._head_late)
         try:
-            return await self._head
+            head = await self._head
+            head._elapsed = _clock() - sent_at  # to the head (Response.elapsed)
+            return head
         except asyncio.CancelledError:
             self._abort()
             raise

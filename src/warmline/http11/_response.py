@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import json as _json
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from datetime import timedelta
 from typing import Any, Protocol
 
 from warmline.errors import DecodingError, HTTPStatusError, StreamClosed
@@ -103,6 +104,7 @@ class Response:
     """
 
     __slots__ = (
+        "_elapsed",
         "_fields",
         "_headers",
         "_history",
@@ -122,6 +124,8 @@ class Response:
     # Set only by a client following redirects: see url and history.
     _url: str
     _history: list[Response]
+    # Seconds, set by the connection that received it: see elapsed.
+    _elapsed: float
 
     def __init__(
         self,
@@ -171,6 +175,24 @@ class Response:
         (``follow_redirects=True``) made it; else None (the pools know their
         paths, and the hot path stores nothing more)."""
         return getattr(self, "_url", None)
+
+    @property
+    def elapsed(self) -> timedelta:
+        """The time from sending the request to receiving the response.
+
+        For a whole response, from just before the request is written to the
+        moment its last byte is parsed (its body included); for a streamed
+        one (``stream()``), to the moment its head is parsed. Measured with
+        ``time.perf_counter`` by the connection, per attempt: a retried
+        request counts its last attempt, a redirected one its own hop (see
+        :attr:`history`). Zero for a response not received on a connection
+        (built by hand).
+        """
+        # A float stored on the hot path; the timedelta is built here.
+        try:
+            return timedelta(seconds=self._elapsed)
+        except AttributeError:
+            return timedelta(0)
 
     @property
     def history(self) -> list[Response]:

@@ -37,6 +37,7 @@ import socket
 import ssl
 import sys
 from time import monotonic
+from time import perf_counter as _clock
 from typing import Any, Final
 
 from warmline._hooks import CloseReason
@@ -164,6 +165,7 @@ class Connection:
         sock = self._sock
         reader = self._reader
         self.busy = True
+        sent_at = _clock()  # Response.elapsed: see the asyncio Connection
         try:
             reader.start(method)
             if deadline is not None or self.read_timeout is not None:
@@ -195,6 +197,7 @@ class Connection:
             if translated is exc:
                 raise
             raise translated from exc
+        response._elapsed = _clock() - sent_at
         self.busy = False
         if self._interrupted is not None:
             self.close()  # closed under us just as the response completed
@@ -225,6 +228,7 @@ class Connection:
         timed = deadline is not None or self.read_timeout is not None
         until = math.inf if deadline is None else deadline
         self.busy = True
+        sent_at = _clock()
         try:
             reader.start(method)
             if not timed and self._timeout is not None:
@@ -241,6 +245,7 @@ class Connection:
                 response = self._request_timed(sock, reader, b"", until)
             else:
                 response = self._read_rest(sock, reader)
+            response._elapsed = _clock() - sent_at
         except BaseException as exc:
             self.busy = False
             self.close()

@@ -17,6 +17,7 @@ import math
 from collections import deque
 from collections.abc import Callable
 from time import monotonic
+from time import perf_counter as _clock
 from types import TracebackType
 from typing import TYPE_CHECKING, Final
 
@@ -98,10 +99,12 @@ class SyncBody:
         conn.busy = True
         try:
             self._reader.start_stream(method)
+            sent_at = _clock()
             self._send(data, deadline)
             head = None
             while head is None:
                 head = self._receive(math.inf if deadline is None else deadline)
+            head._elapsed = _clock() - sent_at  # to the head (Response.elapsed)
         except BaseException as exc:
             self._close_conn()
             if isinstance(exc, OSError) and not isinstance(exc, WarmlineError):

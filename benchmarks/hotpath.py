@@ -2,6 +2,10 @@
 
     uv run python -m benchmarks.hotpath MODE N  # MODE: raw | pool.get | lease.get | client.get
 
+Any pool MODE may end in ``+hook`` (one no-op ``on_response_end`` hook),
+``+hooks`` (a no-op on every request callback) or ``+latency``
+(``latency=True``): the cost of observing, against the same MODE without.
+
 Every request is answered from memory on the next loop iteration, so what is
 left is Python and the event loop: the part of a request warmline controls.
 Count instructions, which do not depend on the machine's load:
@@ -86,10 +90,33 @@ class RawFloor(asyncio.Protocol):
             self.waiter.set_result(body)
 
 
+def _noop(event: object) -> None:
+    pass
+
+
+OBSERVE: dict[str, dict[str, Any]] = {
+    "": {},
+    "hook": {"hooks": warmline.Hooks(on_response_end=_noop)},
+    "hooks": {
+        "hooks": warmline.Hooks(
+            on_request_start=_noop,
+            on_slot_acquired=_noop,
+            on_request_written=_noop,
+            on_response_head=_noop,
+            on_response_end=_noop,
+            on_error=_noop,
+        )
+    },
+    "latency": {"latency": True},
+}
+
+
 async def main(mode: str, n: int) -> None:
     loop = asyncio.get_running_loop()
     pool_module.open_connection = memory_connection  # type: ignore[assignment]
-    pool = await ClientPool.connect("http://127.0.0.1:9", connections=1)
+    mode, _, observe = mode.partition("+")
+    options = OBSERVE[observe]
+    pool = await ClientPool.connect("http://127.0.0.1:9", connections=1, **options)
     for _ in range(100):
         await pool.get("/small")
     if mode == "raw":
@@ -108,6 +135,7 @@ async def main(mode: str, n: int) -> None:
             warm={"http://127.0.0.1:9": 1},
             timeout=warmline.Timeouts(read=None),
             tcp_keepalive=False,
+            **options,
         )
         await client.start()
         url = "http://127.0.0.1:9/small"

@@ -19,14 +19,13 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from warmline._config import PoolConfig, PoolOptions
-from warmline._hooks import RequestEvent
 from warmline._policy import (
     DEFAULT,
     FailureLog,
     TimeoutArg,
 )
 from warmline._pool import Plan, Slot, Waiter, check_timeout, connect_verdict
-from warmline._pool._observe import Observer
+from warmline._pool._observe import aio_call_hooked, aio_request_hooked
 from warmline._pool._shell import RELEASED_IN_FLIGHT, Lease, PoolShell
 from warmline._pool._state import HEALING, IN_USE, OPENING, READY
 from warmline.aio._connection import Connection, open_connection
@@ -794,99 +793,8 @@ class ClientPool(PoolShell[Connection, ResponseCoro]):
             self._release(slot)
 
     # -- the hooked request path (bound on the instance; see _pool/_observe) ------
-    async def _request_hooked(
-        self,
-        slot: _ASlot,
-        method: str,
-        path: str,
-        params: ParamsArg | None,
-        headers: HeadersArg | None,
-        content: ContentArg | None,
-        json: Any,
-        timeout: TimeoutArg,
-        lease: object,
-    ) -> Response:
-        obs = self._observer
-        assert obs is not None
-        t0 = monotonic()
-        event, headers = obs.begin(method, path, headers)
-        obs.acquired(event, slot.conn, 0.0)
-        return await self._observed(
-            obs, event, t0, t0, slot, method, path, params, headers, content, json, timeout, lease
-        )
-
-    async def _call_hooked(
-        self,
-        method: str,
-        path: str,
-        params: ParamsArg | None,
-        headers: HeadersArg | None,
-        content: ContentArg | None,
-        json: Any,
-        timeout: TimeoutArg,
-        acquire_timeout: TimeoutArg,
-    ) -> Response:
-        obs = self._observer
-        assert obs is not None
-        t0 = monotonic()
-        event, headers = obs.begin(method, path, headers)
-        try:
-            if _get_running_loop() is not self._loop:
-                raise self._wrong_loop()
-            slot = None if self._core.waiters else self._pop()
-            if slot is None:
-                slot = await self._wait(self._acquire_wait(timeout, acquire_timeout))
-        except BaseException as exc:
-            obs.failed(event, t0, None, None, None, exc)
-            raise
-        t1 = monotonic()
-        obs.acquired(event, slot.conn, t1 - t0)
-        try:
-            return await self._observed(
-                obs,
-                event,
-                t0,
-                t1,
-                slot,
-                method,
-                path,
-                params,
-                headers,
-                content,
-                json,
-                timeout,
-                None,
-            )
-        finally:
-            self._release(slot)
-
-    async def _observed(
-        self,
-        obs: Observer,
-        event: RequestEvent,
-        t0: float,
-        t1: float,
-        slot: _ASlot,
-        method: str,
-        path: str,
-        params: ParamsArg | None,
-        headers: HeadersArg | None,
-        content: ContentArg | None,
-        json: Any,
-        timeout: TimeoutArg,
-        lease: object,
-    ) -> Response:
-        """The plain request on a held slot, its phases reported around it."""
-        first = slot.conn
-        try:
-            response = await ClientPool._request(
-                self, slot, method, path, params, headers, content, json, timeout, lease
-            )
-        except BaseException as exc:  # cancellation included
-            obs.failed(event, t0, t1, first, slot.conn, exc)
-            raise
-        obs.done(event, t0, t1, first, slot.conn, response)
-        return response
+    _request_hooked = aio_request_hooked
+    _call_hooked = aio_call_hooked
 
     # -- streams -----------------------------------------------------------
     def stream(

@@ -58,14 +58,13 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
 from warmline._config import PoolConfig, PoolOptions
-from warmline._hooks import RequestEvent
 from warmline._policy import (
     DEFAULT,
     FailureLog,
     TimeoutArg,
 )
 from warmline._pool import Plan, Slot, Waiter, check_timeout, connect_verdict
-from warmline._pool._observe import Observer
+from warmline._pool._observe import sync_call_hooked, sync_request_hooked
 from warmline._pool._shell import RELEASED_IN_FLIGHT, Lease, PoolShell
 from warmline._pool._state import IN_USE, OPENING
 from warmline.errors import (
@@ -656,84 +655,8 @@ class AtomicClientPool(PoolShell[Connection, Response]):
             self._release(slot)
 
     # -- the hooked request path (bound on the instance; see _pool/_observe) ------
-    def _request_hooked(
-        self,
-        slot: _TSlot,
-        method: str,
-        path: str,
-        params: ParamsArg | None,
-        headers: HeadersArg | None,
-        content: ContentArg | None,
-        json: Any,
-        timeout: TimeoutArg,
-        lease: object = None,
-    ) -> Response:
-        obs = self._observer
-        assert obs is not None
-        t0 = monotonic()
-        event, headers = obs.begin(method, path, headers)
-        obs.acquired(event, slot.conn, 0.0)
-        return self._observed(
-            obs, event, t0, t0, slot, method, path, params, headers, content, json, timeout
-        )
-
-    def _call_hooked(
-        self,
-        method: str,
-        path: str,
-        params: ParamsArg | None,
-        headers: HeadersArg | None,
-        content: ContentArg | None,
-        json: Any,
-        timeout: TimeoutArg,
-        acquire_timeout: TimeoutArg,
-    ) -> Response:
-        obs = self._observer
-        assert obs is not None
-        t0 = monotonic()
-        event, headers = obs.begin(method, path, headers)
-        try:
-            slot = None if self._core.waiters else self._pop()
-            if slot is None:
-                slot = self._wait(self._acquire_wait(timeout, acquire_timeout), None)
-        except BaseException as exc:
-            obs.failed(event, t0, None, None, None, exc)
-            raise
-        t1 = monotonic()
-        obs.acquired(event, slot.conn, t1 - t0)
-        try:
-            return self._observed(
-                obs, event, t0, t1, slot, method, path, params, headers, content, json, timeout
-            )
-        finally:
-            self._release(slot)
-
-    def _observed(
-        self,
-        obs: Observer,
-        event: RequestEvent,
-        t0: float,
-        t1: float,
-        slot: _TSlot,
-        method: str,
-        path: str,
-        params: ParamsArg | None,
-        headers: HeadersArg | None,
-        content: ContentArg | None,
-        json: Any,
-        timeout: TimeoutArg,
-    ) -> Response:
-        """The plain request on a held slot, its phases reported around it."""
-        first = slot.conn
-        try:
-            response = AtomicClientPool._request(
-                self, slot, method, path, params, headers, content, json, timeout
-            )
-        except BaseException as exc:
-            obs.failed(event, t0, t1, first, slot.conn, exc)
-            raise
-        obs.done(event, t0, t1, first, slot.conn, response)
-        return response
+    _request_hooked = sync_request_hooked
+    _call_hooked = sync_call_hooked
 
     # -- streams -----------------------------------------------------------
     def stream(

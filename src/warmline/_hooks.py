@@ -51,8 +51,11 @@ cancellation included), so every timing is already filled in when
 first attempt, ``on_stale_retry`` with ``attempt`` now 2 and the new
 ``conn_id``, then ``on_request_written`` again and the rest for the new
 attempt (same slot: no second ``on_slot_acquired``). Each redirect hop is its
-own request (its own event). Streamed requests (``stream()``) are not
-reported yet. Every call goes through :func:`safe_call`.
+own request (its own event). A streamed request (``stream()``) reports
+``on_request_written`` and ``on_response_head`` once its head is in, then
+``on_response_end`` (``total``, so ``body`` too) when the stream is released
+(body read, or closed early), or ``on_error`` if its body failed. Every call
+goes through :func:`safe_call`.
 
 Failure policy (:func:`safe_call`): a hook that raises never breaks the
 request. The exception is logged on the ``warmline`` logger at WARNING with

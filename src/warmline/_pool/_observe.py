@@ -58,10 +58,12 @@ __all__ = [
     "TimedReader",
     "aio_call_hooked",
     "aio_request_hooked",
+    "aio_stream_hooked",
     "close_reason_of",
     "next_conn_id",
     "sync_call_hooked",
     "sync_request_hooked",
+    "sync_stream_hooked",
 ]
 
 log = logging.getLogger("warmline")
@@ -426,6 +428,39 @@ class Observer:
         event.error = exc
         self._call(self.on_error, event)
 
+    # -- streams ---------------------------------------------------------------------
+    def stream_head(
+        self, event: RequestEvent, t1: float, first: object, last: object, status: int
+    ) -> None:
+        """A streamed request's head arrived: written (and stale retry), head callbacks."""
+        self._sent(event, t1, first, last)
+        event.status = status
+        self._call(self.on_response_head, event)
+
+    def stream_end(self, event: RequestEvent, t0: float, body: object) -> None:
+        """A stream was released: end (or error, if its body failed) and samples.
+
+        A body closed before its end (``aclose()`` early) is an end too: the
+        caller chose to stop; ``total`` then runs to the close.
+        """
+        now = monotonic()
+        timings = event.timings
+        timings.total = now - t0
+        error = getattr(body, "_error", None)
+        if error is not None:
+            event.error = error
+            self._call(self.on_error, event)
+            return
+        pending = self.pending
+        if pending is not None:
+            self._waits.append(timings.acquire_wait or 0.0)
+            if timings.ttfb is not None:
+                self._ttfbs.append(timings.ttfb)
+            pending.append(now - t0)
+            if len(pending) >= _FLUSH_AT:
+                self.flush()
+        self._call(self.on_response_end, event)
+
     # -- connections, heals, pings -----------------------------------------------------
     def opened(self, conn: Any, connect_time: float) -> None:
         """A connection opened (``connect_time`` in seconds)."""
@@ -688,3 +723,121 @@ def sync_call_hooked(
         return response
     finally:
         self._release(slot)
+
+
+class _StreamEnd:
+    """A stream's ``on_release``: report its end once, then release its slot."""
+
+    __slots__ = ("body", "event", "obs", "release", "t0")
+
+    def __init__(
+        self, obs: Observer, event: RequestEvent, t0: float, release: Callable[[], None] | None
+    ) -> None:
+        self.obs = obs
+        self.event = event
+        self.t0 = t0
+        self.release = release
+        self.body: object = None  # set once the head is in; None: not reported
+
+    def __call__(self) -> None:
+        body, self.body = self.body, None
+        try:
+            if body is not None:
+                self.obs.stream_end(self.event, self.t0, body)
+        finally:
+            if self.release is not None:
+                self.release()
+
+
+async def aio_stream_hooked(
+    self: Any,
+    slot: Any,
+    method: str,
+    path: str,
+    params: ParamsArg | None,
+    headers: HeadersArg | None,
+    content: ContentArg | None,
+    json: Any,
+    timeout: TimeoutArg,
+    acquire_timeout: TimeoutArg,
+) -> Response:
+    """``pool.stream()`` (``slot`` None) or ``slot.stream()`` with its phases reported.
+
+    Head callbacks when the head is in; end (or error) when the stream is
+    released, from the body's ``on_release``; histograms then.
+    """
+    obs: Observer = self._observer
+    t0 = monotonic()
+    event, headers = obs.begin(method, path, headers)
+    leased = slot is not None
+    t1 = t0
+    try:
+        if not leased:
+            if _get_running_loop() is not self._loop:
+                raise self._wrong_loop()
+            slot = None if self._core.waiters else self._pop()
+            if slot is None:
+                slot = await self._wait(self._acquire_wait(timeout, acquire_timeout))
+                t1 = monotonic()
+    except BaseException as exc:
+        obs.failed(event, method, path, t0, None, None, None, exc)
+        raise
+    first = slot.conn
+    obs.acquired(event, first, t1 - t0)
+    end = _StreamEnd(obs, event, t0, None if leased else lambda: self._release(slot))
+    try:
+        response: Response = await type(self)._open_stream(
+            self, slot, method, path, params, headers, content, json, timeout, end
+        )
+    except BaseException as exc:
+        obs.failed(event, method, path, t0, t1, first, slot.conn, exc)
+        if not leased:
+            self._release(slot)
+        raise
+    end.body = response._source
+    obs.stream_head(event, t1, first, slot.conn, response.status)
+    return response
+
+
+def sync_stream_hooked(
+    self: Any,
+    slot: Any,
+    method: str,
+    path: str,
+    params: ParamsArg | None,
+    headers: HeadersArg | None,
+    content: ContentArg | None,
+    json: Any,
+    timeout: TimeoutArg,
+    acquire_timeout: TimeoutArg,
+) -> Response:
+    """The threads' :func:`aio_stream_hooked`."""
+    obs: Observer = self._observer
+    t0 = monotonic()
+    event, headers = obs.begin(method, path, headers)
+    leased = slot is not None
+    t1 = t0
+    try:
+        if not leased:
+            slot = None if self._core.waiters else self._pop()
+            if slot is None:
+                slot = self._wait(self._acquire_wait(timeout, acquire_timeout), None)
+                t1 = monotonic()
+    except BaseException as exc:
+        obs.failed(event, method, path, t0, None, None, None, exc)
+        raise
+    first = slot.conn
+    obs.acquired(event, first, t1 - t0)
+    end = _StreamEnd(obs, event, t0, None if leased else lambda: self._release(slot))
+    try:
+        response: Response = type(self)._open_stream(
+            self, slot, method, path, params, headers, content, json, timeout, end
+        )
+    except BaseException as exc:
+        obs.failed(event, method, path, t0, t1, first, slot.conn, exc)
+        if not leased:
+            self._release(slot)
+        raise
+    end.body = response._source
+    obs.stream_head(event, t1, first, slot.conn, response.status)
+    return response

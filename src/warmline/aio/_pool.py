@@ -25,7 +25,7 @@ from warmline._policy import (
     TimeoutArg,
 )
 from warmline._pool import Plan, Slot, Waiter, check_timeout, connect_verdict
-from warmline._pool._observe import aio_call_hooked, aio_request_hooked
+from warmline._pool._observe import aio_call_hooked, aio_request_hooked, aio_stream_hooked
 from warmline._pool._shell import RELEASED_IN_FLIGHT, Lease, PoolShell
 from warmline._pool._state import HEALING, IN_USE, OPENING, READY
 from warmline.aio._connection import Connection, open_connection
@@ -102,6 +102,12 @@ class ClientSlot(Lease[Connection, ResponseCoro]):
             raise PoolError("this slot was released; acquire a new one")
         pool = self._pool
         up = method.upper()
+        if pool._observer is not None and pool._observer.requests_on:
+            return StreamContext(
+                lambda: aio_stream_hooked(
+                    pool, slot, up, path, params, headers, content, json, timeout, DEFAULT
+                )
+            )
         return StreamContext(
             lambda: pool._open_stream(slot, up, path, params, headers, content, json, timeout, None)
         )
@@ -841,6 +847,10 @@ class ClientPool(PoolShell[Connection, ResponseCoro]):
         timeout: TimeoutArg,
         acquire_timeout: TimeoutArg,
     ) -> Response:
+        if self._observer is not None and self._observer.requests_on:
+            return await aio_stream_hooked(
+                self, None, method, path, params, headers, content, json, timeout, acquire_timeout
+            )
         if _get_running_loop() is not self._loop:
             raise self._wrong_loop()
         slot = None if self._core.waiters else self._pop()

@@ -64,7 +64,7 @@ from warmline._policy import (
     TimeoutArg,
 )
 from warmline._pool import Plan, Slot, Waiter, check_timeout, connect_verdict
-from warmline._pool._observe import sync_call_hooked, sync_request_hooked
+from warmline._pool._observe import sync_call_hooked, sync_request_hooked, sync_stream_hooked
 from warmline._pool._shell import RELEASED_IN_FLIGHT, Lease, PoolShell
 from warmline._pool._state import IN_USE, OPENING
 from warmline.errors import (
@@ -188,6 +188,12 @@ class AtomicClientSlot(Lease[Connection, Response]):
             raise PoolError("this slot was released; acquire a new one")
         pool = self._pool
         up = method.upper()
+        if pool._observer is not None and pool._observer.requests_on:
+            return StreamContext(
+                lambda: sync_stream_hooked(
+                    pool, slot, up, path, params, headers, content, json, timeout, DEFAULT
+                )
+            )
         return StreamContext(
             lambda: pool._open_stream(slot, up, path, params, headers, content, json, timeout, None)
         )
@@ -704,6 +710,10 @@ class AtomicClientPool(PoolShell[Connection, Response]):
         timeout: TimeoutArg,
         acquire_timeout: TimeoutArg,
     ) -> Response:
+        if self._observer is not None and self._observer.requests_on:
+            return sync_stream_hooked(
+                self, None, method, path, params, headers, content, json, timeout, acquire_timeout
+            )
         slot = None if self._core.waiters else self._pop()
         if slot is None:
             slot = self._wait(self._acquire_wait(timeout, acquire_timeout), None)

@@ -14,6 +14,36 @@ path of a connection changes, and ``on_request_written``/``on_response_head``
 are called, in order, once the plain request returned (a non-streamed
 request has nobody to tell before that anyway).
 
+The hooked variants live here (:func:`aio_call_hooked`,
+:func:`aio_request_hooked`, :func:`aio_stream_hooked` and their ``sync_``
+twins; the shells take them as class attributes). What they cost, per
+request (callgrind, ``PYTHONHASHSEED=0 python -m benchmarks.hotpath MODE N``,
+N=5000 minus N=0, 2026-12-01; plain ``pool.get`` 35.4k instructions):
+
+=====================  ===========  ===========  ==========================
+mode                   before       now          how
+=====================  ===========  ===========  ==========================
+``+hook`` (one no-op    55.5k +57%   46.4k +31%   no event until the end,
+``on_response_end``)                             one wrapper frame, callbacks
+                                                 called inline (no safe_call
+                                                 frame)
+``+latency``            62.7k +78%   44.0k +24%   samples buffered, recorded
+                                                 256 at a time
+                                                 (``record_many``); no clock
+                                                 read for a free slot
+``+hooks`` (six)        59.3k +68%   51.7k +46%
+=====================  ===========  ===========  ==========================
+
+What is left is mostly fixed: five clock reads (~500 instructions each),
+the timed reader's two frames (~3.6k), the wrapper's coroutine frame and
+the histogram arithmetic (~1.5k per request and phase in batches). The
+issue's bar for latency on by default (1 %) is out of reach in Python.
+
+Streams (``stream()``): the event is made at the call; head callbacks when
+the head is in; end (or error, if the body failed) when the stream is
+released, from the body's ``on_release`` (:class:`_StreamEnd`), which then
+releases the slot; the histograms get the stream then.
+
 Connections opened while an observer exists are the shells' ``Observed``
 connection classes: they carry a ``conn_id`` and report their close, once,
 with its reason (:meth:`Observer.closed`); an observer exists also when only

@@ -32,8 +32,8 @@ event per request plus those callbacks; the event is made only when the
 request ended unless ``on_request_start`` or ``on_slot_acquired`` is set.
 Measured (callgrind, ``PYTHONHASHSEED=0``, ``python -m benchmarks.hotpath
 MODE N``, per request, 2026-12-01): ``pool.get`` 35.4k instructions;
-``+hook`` (one no-op ``on_response_end``) 46.4k (+31 %); ``+hooks`` (six
-no-op request callbacks) 51.7k (+46 %); ``+latency`` 44.0k (+24 %).
+``+hook`` (one no-op ``on_response_end``) 44.7k (+26 %); ``+hooks`` (six
+no-op request callbacks) 50.9k (+44 %); ``+latency`` 43.2k (+22 %).
 :attr:`Hooks.present` names them. Callbacks read once, when the pool is made
 (or ``instrument()`` adds hooks): assigning one later has no effect on it.
 

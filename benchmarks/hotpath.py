@@ -1,7 +1,12 @@
 """The asyncio hot path's own cost, without the kernel: an in-memory transport.
 
     uv run python -m benchmarks.hotpath MODE N
-    # MODE: raw | pool.get[+retry] | lease.get | client.get[+retry] | client.get+retry
+    # MODE: raw | pool.get | lease.get | client.get
+
+Any pool MODE may end in ``+hook`` (one no-op ``on_response_end`` hook),
+``+hooks`` (a no-op on every request callback), ``+latency``
+(``latency=True``) or ``+retry`` (a ``Retry()`` that never triggers): the
+cost of the option, against the same MODE without.
 
 Every request is answered from memory on the next loop iteration, so what is
 left is Python and the event loop: the part of a request warmline controls.
@@ -89,10 +94,35 @@ class RawFloor(asyncio.Protocol):
             self.waiter.set_result(body)
 
 
+def _noop(event: object) -> None:
+    pass
+
+
+OBSERVE: dict[str, dict[str, Any]] = {
+    "": {},
+    "hook": {"hooks": warmline.Hooks(on_response_end=_noop)},
+    "hooks": {
+        "hooks": warmline.Hooks(
+            on_request_start=_noop,
+            on_slot_acquired=_noop,
+            on_request_written=_noop,
+            on_response_head=_noop,
+            on_response_end=_noop,
+            on_error=_noop,
+        )
+    },
+    "latency": {"latency": True},
+    # A Retry() that never triggers (every answer is a 200).
+    "retry": {"retry": warmline.Retry()},
+}
+
+
 async def main(mode: str, n: int) -> None:
     loop = asyncio.get_running_loop()
     pool_module.open_connection = memory_connection  # type: ignore[assignment]
-    pool = await ClientPool.connect("http://127.0.0.1:9", connections=1)
+    mode, _, observe = mode.partition("+")
+    options = OBSERVE[observe]
+    pool = await ClientPool.connect("http://127.0.0.1:9", connections=1, **options)
     for _ in range(100):
         await pool.get("/small")
     if mode == "raw":
@@ -106,24 +136,12 @@ async def main(mode: str, n: int) -> None:
     elif mode == "pool.get":
         for _ in range(n):
             await pool.get("/small")
-    elif mode == "pool.get+retry":
-        # A pool's own Retry() that never triggers (every answer is a 200).
-        retried = await ClientPool.connect(
-            "http://127.0.0.1:9", connections=1, retry=warmline.Retry()
-        )
-        for _ in range(100):
-            await retried.get("/small")
-        for _ in range(n):
-            await retried.get("/small")
-        await retried.close()
-    elif mode in ("client.get", "client.get+retry"):
-        # +retry: a Retry() that never triggers (every answer is a 200).
-        retry = warmline.Retry() if mode == "client.get+retry" else None
+    elif mode == "client.get":
         client = warmline.AsyncClient(
             warm={"http://127.0.0.1:9": 1},
             timeout=warmline.Timeouts(read=None),
             tcp_keepalive=False,
-            retry=retry,
+            **options,
         )
         await client.start()
         url = "http://127.0.0.1:9/small"
@@ -138,8 +156,8 @@ async def main(mode: str, n: int) -> None:
                 await lease.get("/small")
     else:
         raise SystemExit(
-            f"unknown mode {mode!r}: raw, pool.get, pool.get+retry, lease.get, client.get"
-            " or client.get+retry"
+            f"unknown mode {mode!r}: raw, pool.get, lease.get or client.get,"
+            " each optionally +hook, +hooks, +latency or +retry"
         )
     await pool.close()
 

@@ -368,3 +368,40 @@ def test_granian_when_nginx_is_missing(tmp_path: Path, monkeypatch: pytest.Monke
         assert row["requests"] > 0 and row["server_busy"] is not None
         assert row["new_conns"] is None  # granian has no stub_status
     assert wait_gone(report["server"]["pids"])
+
+
+def test_live_shows_the_pools_stats(tmp_path: Path) -> None:
+    # A tiny run with --live: the children's pool stats reach the terminal
+    # (the last table is printed when the run ends), and the run completes.
+    cmd = [
+        sys.executable,
+        "-m",
+        "warmline.cli",
+        "bench",
+        "--live",
+        "--clients",
+        "warmline",
+        "--scenarios",
+        "get",
+        "--concurrency",
+        "2",
+        "--requests",
+        "200",
+        "--rounds",
+        "1",
+        "--no-micro",
+        "--out",
+        str(tmp_path / "out"),
+    ]
+    env = {**os.environ, "MPLBACKEND": "Agg", "COLUMNS": "200"}
+    p = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=55, env=env)
+    assert p.returncode == 0, p.stderr
+    assert "pools (live)" in p.stderr
+    assert "stale retries" in p.stderr and "http://127.0.0.1:" in p.stderr
+    # The table's requests column: at least the 200 measured requests of a case.
+    counts = [int(n.replace(",", "")) for n in re.findall(r"│\s+([\d,]{3,})\s+│", p.stderr)]
+    assert counts and max(counts) >= 200, p.stderr
+
+
+def test_live_is_off_by_default() -> None:
+    assert runner.Options().live is None

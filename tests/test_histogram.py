@@ -200,3 +200,45 @@ def test_memory_is_bounded_whatever_the_number_of_samples() -> None:
         big.merge(h)
     assert big.count == 20 * 510_000
     assert len(big._counts) == len(LatencyHistogram()._counts) < 1000
+
+
+def same_state(a: LatencyHistogram, b: LatencyHistogram) -> bool:
+    sa, sb = a.__getstate__(), b.__getstate__()
+    sums_close = math.isclose(sa["sum"], sb["sum"], rel_tol=1e-9) or (
+        math.isnan(sa["sum"]) and math.isnan(sb["sum"])
+    )
+    return (
+        sa["counts"] == sb["counts"]
+        and (sa["min"], sa["max"]) == (sb["min"], sb["max"])
+        and sums_close
+    )
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    samples=st.lists(
+        st.one_of(
+            st.floats(min_value=1e-7, max_value=200.0),
+            st.sampled_from([0.0, -1.0, 1e-6, 100.0, math.inf, math.nan]),
+            st.floats(min_value=1e-3, max_value=1.1e-3),  # narrow: the sorted walk
+        ),
+        max_size=300,
+    )
+)
+def test_record_many_counts_exactly_as_record(samples: list[float]) -> None:
+    one_by_one = filled(samples)
+    batch = LatencyHistogram()
+    batch.record_many(samples)
+    assert same_state(one_by_one, batch)
+
+
+@pytest.mark.parametrize("sigma", [0.01, 0.3, 2.0])
+def test_record_many_narrow_and_wide_batches_and_zeros(sigma: float) -> None:
+    rng = random.Random(7)
+    samples = [rng.lognormvariate(-8, sigma) for _ in range(500)] + [0.0] * 20
+    rng.shuffle(samples)
+    batch = LatencyHistogram()
+    for start in range(0, len(samples), 256):
+        batch.record_many(samples[start : start + 256])
+    assert same_state(filled(samples), batch)
+    assert batch.count == 520 and batch.min == 0.0

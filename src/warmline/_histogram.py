@@ -40,8 +40,9 @@ update; that skews a figure, never the pool's state, so no lock is paid for.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
-from math import log2
+from math import floor, log2
 from typing import Any
 
 __all__ = ["LatencyHistogram"]
@@ -56,6 +57,31 @@ _SIZE = int(log2(_HIGHEST) * _PER_OCTAVE + _OFFSET) + 2
 _LAST = _SIZE - 1
 _HALF_STEP = 2.0 ** (1.0 / (2 * _PER_OCTAVE))
 _ZEROS = (0,) * _SIZE
+
+
+def _index(seconds: float) -> int:
+    return floor(log2(seconds) * 32.0 + _OFFSET)
+
+
+def _upper_bounds() -> list[float]:
+    """For each bucket, the smallest float that ``record`` puts in a later one.
+
+    Nudged by ulps from the formula so that ``record_many``'s sorted walk
+    counts every value exactly where ``record`` would (log2 and the float
+    arithmetic are monotonic, so one bound per bucket suffices).
+    """
+    bounds = []
+    for i in range(_SIZE):
+        x = 2.0 ** ((i + 1 - _OFFSET) / _PER_OCTAVE)
+        while _index(x) > i:
+            x = math.nextafter(x, 0.0)
+        while _index(x) <= i:
+            x = math.nextafter(x, math.inf)
+        bounds.append(x)
+    return bounds
+
+
+_UPPER = _upper_bounds()
 
 _DEFAULT_PERCENTILES = (50.0, 90.0, 99.0, 99.9)
 
@@ -110,7 +136,7 @@ class LatencyHistogram:
         """
         if seconds > 1e-6:  # _LOWEST, written out: a constant load is cheaper
             try:
-                self._counts[int(log2(seconds) * 32.0 + _OFFSET)] += 1
+                self._counts[floor(log2(seconds) * 32.0 + _OFFSET)] += 1
             except (IndexError, OverflowError):  # > 100 s, or inf
                 self._counts[_LAST] += 1
         else:
@@ -121,6 +147,54 @@ class LatencyHistogram:
             self._max = seconds
         if seconds < self._min:  # noqa: PLR1730
             self._min = seconds
+
+    def record_many(self, values: Sequence[float]) -> None:
+        """Add many durations at once: the same counts as ``record`` on each.
+
+        Cheaper than one ``record`` call per value (callgrind, instructions per
+        value in batches of 256 lognormal samples): ~550 when the batch spans
+        few buckets (sigma 0.1) and ~930 at sigma 0.3, by sorting the batch and
+        counting each bucket's run with one bisect; ~1.4k for wide batches
+        (sigma 1), by computing each index in one comprehension; against
+        ~2.5k for ``record``. Zeros cost ~150. The pools buffer their samples
+        and hand them over in batches (see ``warmline._pool._observe``).
+        """
+        if not values:
+            return
+        low = min(values)
+        high = max(values)
+        total = sum(values)
+        if total != total or high >= 100.0:  # noqa: PLR0124
+            # A NaN (min and max may skip it, the sum does not) or a value out
+            # of range: rare, and record() knows the edges.
+            for value in values:
+                self.record(value)
+            return
+        self._sum += total
+        if high > self._max:  # noqa: PLR1730
+            self._max = high
+        if low < self._min:  # noqa: PLR1730
+            self._min = low
+        counts = self._counts
+        if low <= 1e-6:  # zeros (an acquire with no wait) share bucket 0
+            n = len(values)
+            values = [v for v in values if v > 1e-6]
+            counts[0] += n - len(values)
+            if not values:
+                return
+            low = min(values)
+        # Buckets spanned, so bisect steps at most: walk if fewer than values.
+        if log2(high / low) * 64.0 < len(values):
+            ordered = sorted(values)
+            i, n = 0, len(ordered)
+            while i < n:
+                index = floor(log2(ordered[i]) * 32.0 + _OFFSET)
+                j = bisect_left(ordered, _UPPER[index], i + 1)
+                counts[index] += j - i
+                i = j
+        else:
+            for index in [floor(x * 32.0 + _OFFSET) for x in map(log2, values)]:
+                counts[index] += 1
 
     # -- reading --------------------------------------------------------------
 

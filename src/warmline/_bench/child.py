@@ -463,6 +463,62 @@ def _result_stream() -> TextIO:
     return out
 
 
+class _Live:
+    """``bench --live``: the child's pools, and ``{"live": {origin: stats}}`` lines.
+
+    Pools are tracked from their construction until the end of the case (so
+    the one-request pools of the fresh-connection cases count too); pools of
+    one origin are summed. A line every ``interval`` s, and one when each
+    case ends. Only with --live: nothing of this exists otherwise.
+    """
+
+    def __init__(self, out: TextIO, lock: threading.Lock, interval: float) -> None:
+        from warmline._pool._shell import PoolShell
+
+        self.out = out
+        self.lock = lock
+        self.pools: list[Any] = []
+        pools = self.pools
+        init = PoolShell.__init__
+
+        def tracked(pool: Any, config: Any) -> None:
+            init(pool, config)
+            pools.append(pool)
+
+        PoolShell.__init__ = tracked  # type: ignore[method-assign,assignment]
+        thread = threading.Thread(target=self._tick, args=(interval,), daemon=True)
+        thread.start()
+
+    def _tick(self, interval: float) -> None:
+        while True:
+            time.sleep(interval)
+            self.send()
+
+    def send(self) -> None:
+        """Write one snapshot line (under the result lines' lock)."""
+        snapshot: dict[str, dict[str, Any]] = {}
+        for pool in list(self.pools):
+            with suppress(Exception):  # a pool changing under us: next time
+                _add_stats(snapshot.setdefault(str(pool.origin), {}), pool.stats().to_dict())
+        with self.lock:
+            self.out.write(json.dumps({"live": snapshot}, default=str) + "\n")
+            self.out.flush()
+
+    def case_done(self) -> None:
+        self.send()
+        self.pools.clear()
+
+
+def _add_stats(into: dict[str, Any], stats: dict[str, Any]) -> None:
+    for key, value in stats.items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            into[key] = into.get(key, 0) + value
+        elif key == "errors" and isinstance(value, dict):
+            errors = into.setdefault("errors", {})
+            for kind, n in value.items():
+                errors[kind] = errors.get(kind, 0) + n
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     if len(args) != 1:
@@ -477,13 +533,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     # One context per process, built before any timed section: the bench's
     # CA when it runs its own server, else the system's store (--url).
     tls = ssl.create_default_context(cafile=spec.get("cafile"))
+    lock = threading.Lock()  # result lines and --live lines never interleave
+    live = _Live(out, lock, float(spec["live"])) if spec.get("live") else None
     for case in spec["cases"]:
         try:
             line = {"id": case["id"], **run_case(spec, case, tls)}
         except Exception as exc:
             line = {"id": case["id"], "error": f"{type(exc).__name__}: {exc}"[:500]}
-        out.write(json.dumps(line) + "\n")
-        out.flush()
+        if live is not None:
+            live.case_done()
+        with lock:
+            out.write(json.dumps(line) + "\n")
+            out.flush()
     return 0
 
 

@@ -36,7 +36,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -226,6 +226,8 @@ class Options:
     child: list[str] = field(default_factory=lambda: list(CHILD))
     case_timeout: float = _CASE_TIMEOUT_S
     startup_timeout: float = _STARTUP_S
+    # --live: seconds between the children's stats snapshots (None: off).
+    live: float | None = None
 
     @property
     def n_rounds(self) -> int:
@@ -749,6 +751,8 @@ class Child:
             cmd, stdout=subprocess.PIPE, stderr=self.stderr, env=env, start_new_session=True
         )
         self.lines: queue.Queue[bytes | None] = queue.Queue()
+        # --live: called with each {"live": ...} snapshot the child writes.
+        self.on_live: Callable[[dict[str, Any]], None] | None = None
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
 
@@ -769,6 +773,8 @@ class Child:
                 return "eof"
             with contextlib.suppress(ValueError):
                 data = json.loads(raw)
+                if isinstance(data, dict) and "live" in data and self.on_live is not None:
+                    self.on_live(data["live"])
                 if isinstance(data, dict) and "id" in data:
                     return data
 
@@ -818,6 +824,7 @@ class _Rounds:
             "status_url": self.servers.status_url,
             "cafile": self.servers.cafile,
             "cases": cases,
+            **({"live": self.opts.live} if self.opts.live else {}),
         }
 
     def record(self, group: Group, case: dict[str, Any], line: dict[str, Any]) -> None:
@@ -839,6 +846,8 @@ class _Rounds:
     def _run_child(self, group: Group, pending: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Run ``pending`` in one child; the cases left when it had to stop."""
         child = Child([*self.opts.child, json.dumps(self.spec(group, pending))])
+        if self.opts.live:
+            child.on_live = getattr(self.progress, "live", None)
         try:
             first = True
             while pending:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable
 from time import monotonic
-from typing import TYPE_CHECKING, Any, Final, Generic, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
-from warmline._hooks import CompositeHooks, Hooks, RequestEvent
+from warmline._hooks import CompositeHooks, Hooks
 from warmline._policy import DEFAULT, PoolStats, TimeoutArg
 from warmline._pool._attempts import Attempt
 from warmline._pool._client import Resilience
@@ -25,7 +26,6 @@ from warmline._pool._verbs import PoolVerbs, Req, SlotVerbs
 from warmline.errors import InvalidRequest, PoolError, WarmlineError, WriteTimeout
 from warmline.http11 import Response
 from warmline.http11._upload import STREAM_UPLOAD_UNSUPPORTED, StreamedBody, Upload, is_streamed
-from warmline.http11._writer import HeadersArg
 from warmline.resilience._stats import ResilienceStats
 
 if TYPE_CHECKING:
@@ -39,8 +39,6 @@ RELEASED_IN_FLIGHT: Final = "the slot was released while its request was in flig
 
 R = TypeVar("R")
 S = TypeVar("S")
-#: A hooked request's start: its observer, event and start time.
-Begun: TypeAlias = tuple[Observer, RequestEvent, float]
 L = TypeVar("L", bound="Lease[Any, Any, Any]")
 
 
@@ -54,6 +52,8 @@ class PoolShell(PoolVerbs[R, S], Generic[C, R, S]):
     _now: Callable[[], float] = staticmethod(monotonic)
     #: What ``stream()`` returns, given the call that opens the stream.
     _stream_context: Callable[[Callable[[], Any]], S]
+    #: The shell's hooked request and stream (see :mod:`warmline._pool._observe`).
+    _observed_fns: tuple[Callable[..., Any], Callable[..., Any]]
 
     def __init__(self, config: PoolConfig) -> None:
         self._config = config
@@ -101,10 +101,14 @@ class PoolShell(PoolVerbs[R, S], Generic[C, R, S]):
                 obs.histograms = Observer(self._config, self._core, None, True).histograms
             obs.set_hooks(hooks)
         if obs.requests_on:
-            object.__setattr__(self, "_request", self._request_hooked)
+            observed, stream_observed = self._observed_fns
+            bind = functools.partial
+            object.__setattr__(self, "_request", bind(observed, self))
             # Under a retry or hedge policy, each attempt is hooked.
             once = "_call" if self._resilience is None else "_call_once"
-            object.__setattr__(self, once, self._call_hooked)
+            object.__setattr__(self, once, bind(observed, self, None))
+            object.__setattr__(self, "_stream_call", bind(stream_observed, self, None))
+            object.__setattr__(self, "_lease_stream", bind(stream_observed, self))
             self._time_idle_connections(obs)
         return obs
 
@@ -148,60 +152,6 @@ class PoolShell(PoolVerbs[R, S], Generic[C, R, S]):
         """A lease collected without ``release()``, on whatever thread."""
         raise NotImplementedError
 
-    def _observed(
-        self, begun: Begun, slot: Slot[C] | None, req: Req, lease: object, wait: TimeoutArg
-    ) -> R:
-        """The plain request with its phases reported around it: on ``slot``
-        (a lease's), or on a slot taken for it within ``wait``, then released
-        (``pool.get()``)."""
-        raise NotImplementedError
-
-    def _request_hooked(self, slot: Slot[C], req: Req, lease: object) -> R:
-        """``_request`` with hooks or histograms: a lease's request."""
-        begun, req = self._begin(req)
-        begun[0].acquired(begun[1], slot.conn, 0.0)
-        return self._observed(begun, slot, req, lease, DEFAULT)
-
-    def _call_hooked(self, req: Req, acquire_timeout: TimeoutArg) -> R:
-        """``_call`` with hooks or histograms: acquire, send, release, reported."""
-        begun, req = self._begin(req)
-        return self._observed(begun, None, req, None, acquire_timeout)
-
-    def _begin(self, req: Req) -> tuple[Begun, Req]:
-        obs = self._observer
-        assert obs is not None
-        t0 = monotonic()
-        event, headers = obs.begin(req[0], req[1], req[3])
-        return (obs, event, t0), with_headers(req, headers)
-
-    @staticmethod
-    def _acquired(begun: Begun, slot: Slot[C]) -> float:
-        """Report a slot taken for a hooked ``pool.get()``; when, for its timings."""
-        obs, event, t0 = begun
-        t1 = monotonic()
-        obs.acquired(event, slot.conn, t1 - t0)
-        return t1
-
-    def _ended(
-        self,
-        begun: Begun,
-        t1: float | None,
-        first: C | None,
-        slot: Slot[C] | None,
-        result: object,
-        release: bool,
-    ) -> None:
-        """Report a hooked request's end (``result``: a Response or the
-        exception), then release its slot if the request took it."""
-        obs, event, t0 = begun
-        conn = None if slot is None else slot.conn
-        if isinstance(result, BaseException):
-            obs.failed(event, t0, t1, first, conn, result)
-        else:
-            obs.done(event, t0, t0 if t1 is None else t1, first, conn, result)  # type: ignore[arg-type]
-        if release and slot is not None:
-            self._release(slot)
-
     def _release(self, slot: Slot[C]) -> None:
         raise NotImplementedError
 
@@ -210,6 +160,10 @@ class PoolShell(PoolVerbs[R, S], Generic[C, R, S]):
         self._stats.requests += 1
         response._source = body  # type: ignore[assignment]
         return response
+
+    def _lease_stream(self, slot: Slot[C], req: Req) -> Any:
+        """A lease's ``stream()``: the stream opened on its slot."""
+        return self._open_stream(slot, req, None)
 
     def _stream(self, req: Req, acquire_timeout: TimeoutArg) -> S:
         return self._stream_context(lambda: self._stream_call(req, acquire_timeout))
@@ -398,9 +352,4 @@ class Lease(SlotVerbs[R, S], Generic[C, R, S]):
     def _stream(self, req: Req) -> S:
         slot = self._slot_or_raise()
         pool = self._pool
-        return pool._stream_context(lambda: pool._open_stream(slot, req, None))
-
-
-def with_headers(req: Req, headers: HeadersArg | None) -> Req:
-    """``req`` with other headers (the hooks' trace context)."""
-    return (req[0], req[1], req[2], headers, req[4], req[5], req[6])
+        return pool._stream_context(lambda: pool._lease_stream(slot, req))

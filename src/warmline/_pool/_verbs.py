@@ -20,7 +20,7 @@ from typing import Any, Generic, TypeAlias, TypeVar
 from warmline._policy import DEFAULT, TimeoutArg
 from warmline.http11._writer import ContentArg, HeadersArg, ParamsArg
 
-__all__ = ["ClientVerbs", "PoolVerbs", "Req", "SlotVerbs"]
+__all__ = ["ClientVerbs", "PoolVerbs", "Req", "SlotVerbs", "with_headers"]
 
 R = TypeVar("R")
 S = TypeVar("S")
@@ -30,6 +30,11 @@ S = TypeVar("S")
 Req: TypeAlias = tuple[
     str, str, ParamsArg | None, HeadersArg | None, ContentArg | None, Any, TimeoutArg
 ]
+
+
+def with_headers(req: Req, headers: HeadersArg | None) -> Req:
+    """``req`` with other headers (the hooks' trace context)."""
+    return (req[0], req[1], req[2], headers, req[4], req[5], req[6])
 
 
 class SlotVerbs(Generic[R, S]):

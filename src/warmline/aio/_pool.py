@@ -22,7 +22,8 @@ from warmline._config import PoolConfig, PoolOptions
 from warmline._policy import DEFAULT, FailureLog, TimeoutArg
 from warmline._pool import Plan, Slot, Waiter, check_timeout, connect_verdict
 from warmline._pool._attempts import attempts_async
-from warmline._pool._shell import RELEASED_IN_FLIGHT, Begun, Lease, PoolShell
+from warmline._pool._observe import aio_observed, aio_stream_observed
+from warmline._pool._shell import RELEASED_IN_FLIGHT, Lease, PoolShell
 from warmline._pool._state import HEALING, IN_USE, OPENING, READY
 from warmline._pool._verbs import Req
 from warmline.aio._connection import Connection, open_connection
@@ -107,6 +108,7 @@ class ClientPool(PoolShell[Connection, ResponseCoro, StreamContext]):
     """
 
     _stream_context = StreamContext
+    _observed_fns = (aio_observed, aio_stream_observed)
 
     def __init__(self, config: PoolConfig) -> None:
         """Use :meth:`connect`; this only builds the empty pool."""
@@ -693,26 +695,6 @@ class ClientPool(PoolShell[Connection, ResponseCoro, StreamContext]):
         if slot is None:
             slot = await self._wait(self._acquire_wait(timeout, acquire_timeout))
         return slot
-
-    # -- the hooked request path (bound on the instance; see _pool/_observe) ------
-    async def _observed(
-        self, begun: Begun, slot: _ASlot | None, req: Req, lease: object, wait: TimeoutArg
-    ) -> Response:
-        held = slot
-        t1 = None
-        first = None
-        try:
-            if held is None:
-                slot = await self._take(req[6], wait)
-                t1 = self._acquired(begun, slot)
-            assert slot is not None
-            first = slot.conn
-            response = await ClientPool._request(self, slot, req, lease)
-        except BaseException as exc:  # cancellation included
-            self._ended(begun, t1, first, slot, exc, held is None)
-            raise
-        self._ended(begun, t1, first, slot, response, held is None)
-        return response
 
     # -- retry= and hedge= (bound on the instance; see PoolShell.__init__) ---------
     async def _call_resilient(self, req: Req, acquire_timeout: TimeoutArg) -> Response:

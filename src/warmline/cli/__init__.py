@@ -13,6 +13,7 @@ importing any of it; ``--help`` and ``--version`` work on a bare install.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
 import importlib.util
 import json
@@ -220,6 +221,11 @@ def _parser() -> _Parser:
     bench.add_argument(
         "--no-micro", action="store_true", help="skip the micro-benchmarks (run after the cases)"
     )
+    bench.add_argument(
+        "--live",
+        action="store_true",
+        help="show the running client's pool stats (per origin) under the progress bar",
+    )
     return parser
 
 
@@ -290,6 +296,7 @@ def _options(args: argparse.Namespace) -> Any:
         port=args.port,
         scenarios=scenarios,
         micro=not args.no_micro,
+        live=_LIVE_INTERVAL_S if args.live else None,
     )
 
 
@@ -313,14 +320,30 @@ def _signals_raise() -> Iterator[None]:
             signal.signal(sig, old)
 
 
+# bench --live: how often a child sends its pools' stats.
+_LIVE_INTERVAL_S = 0.5
+
+
 class _RichProgress:
-    """The runner's progress as a rich bar on stderr; notes and errors as lines."""
+    """The runner's progress as a rich bar on stderr; notes and errors as lines.
+
+    With ``bench --live`` the children's pool stats (``live()``) are drawn
+    under the bar, and the last table seen is printed when the run ends.
+    """
 
     def __init__(self, console: Any) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+        class _WithTable(Progress):
+            table: Any = None
+
+            def get_renderables(self) -> Any:
+                yield from super().get_renderables()
+                if self.table is not None:
+                    yield self.table
+
         self.console = console
-        self.bar = Progress(
+        self.bar = _WithTable(
             "[progress.description]{task.description}",
             BarColumn(),
             MofNCompleteColumn(),
@@ -337,6 +360,13 @@ class _RichProgress:
 
     def __exit__(self, *exc: object) -> None:
         self.bar.stop()
+        if self.bar.table is not None:
+            self.console.print(self.bar.table)
+
+    def live(self, snapshot: dict[str, Any]) -> None:
+        """A child's pool stats, ``{origin: stats().to_dict() summed}`` (--live)."""
+        if snapshot:  # between cases a child has no pool: keep the last table
+            self.bar.table = _live_table(snapshot)
 
     def start(self, total: int) -> None:
         self.bar.update(self.task, total=total, completed=0)
@@ -353,6 +383,27 @@ class _RichProgress:
 
     def note(self, text: str) -> None:
         self.console.print(text)
+
+
+def _live_table(snapshot: dict[str, Any]) -> Any:
+    """The children's stats dicts as ``warmline.stats_table`` draws them."""
+    import dataclasses
+
+    from warmline._policy import PoolStats
+    from warmline._stats_view import stats_table
+
+    names = {f.name for f in dataclasses.fields(PoolStats)} - {"histograms"}
+
+    class _Snapshot:
+        def stats(self) -> dict[str, PoolStats]:
+            rows = {}
+            for origin, stats in snapshot.items():
+                known = {k: v for k, v in stats.items() if k in names}
+                with contextlib.suppress(TypeError):  # a field missing: skip the row
+                    rows[origin] = PoolStats(**known)
+            return rows
+
+    return stats_table(_Snapshot(), title="pools (live)")
 
 
 # The one line a user without the bench extra gets, instead of a traceback.

@@ -59,7 +59,8 @@ from warmline._config import PoolConfig, PoolOptions
 from warmline._policy import DEFAULT, FailureLog, TimeoutArg
 from warmline._pool import Plan, Slot, Waiter, check_timeout, connect_verdict
 from warmline._pool._attempts import attempts_sync
-from warmline._pool._shell import RELEASED_IN_FLIGHT, Begun, Lease, PoolShell
+from warmline._pool._observe import sync_observed, sync_stream_observed
+from warmline._pool._shell import RELEASED_IN_FLIGHT, Lease, PoolShell
 from warmline._pool._state import IN_USE, OPENING
 from warmline._pool._verbs import Req
 from warmline.errors import (
@@ -134,6 +135,7 @@ class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
     """
 
     _stream_context = StreamContext
+    _observed_fns = (sync_observed, sync_stream_observed)
 
     def __init__(self, config: PoolConfig, lock: threading.Lock | None = None) -> None:
         """Use :meth:`connect`; this only builds the empty pool.
@@ -531,26 +533,6 @@ class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
             return self._request(slot, req)
         finally:
             self._release(slot)
-
-    # -- the hooked request path (bound on the instance; see _pool/_observe) ------
-    def _observed(
-        self, begun: Begun, slot: _TSlot | None, req: Req, lease: object, wait: TimeoutArg
-    ) -> Response:
-        held = slot
-        t1 = None
-        first = None
-        try:
-            if held is None:
-                slot = self._take(req[6], wait)
-                t1 = self._acquired(begun, slot)
-            assert slot is not None
-            first = slot.conn
-            response = AtomicClientPool._request(self, slot, req)
-        except BaseException as exc:  # cancellation included
-            self._ended(begun, t1, first, slot, exc, held is None)
-            raise
-        self._ended(begun, t1, first, slot, response, held is None)
-        return response
 
     # -- retry= and hedge= (bound on the instance; see PoolShell.__init__) ---------
     def _call_resilient(self, req: Req, acquire_timeout: TimeoutArg) -> Response:

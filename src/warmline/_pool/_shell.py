@@ -14,7 +14,7 @@ import functools
 import logging
 from collections.abc import Callable
 from time import monotonic
-from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeAlias, TypeVar
 
 from warmline._hooks import CompositeHooks, Hooks
 from warmline._policy import DEFAULT, PoolStats, TimeoutArg
@@ -39,6 +39,8 @@ RELEASED_IN_FLIGHT: Final = "the slot was released while its request was in flig
 
 R = TypeVar("R")
 S = TypeVar("S")
+#: What a first attempt gave the attempt loop (None: nothing sent yet).
+Outcome: TypeAlias = "Response | WarmlineError | None"
 L = TypeVar("L", bound="Lease[Any, Any, Any]")
 
 
@@ -272,7 +274,15 @@ class PoolShell(PoolVerbs[R, S], Generic[C, R, S]):
         return res.snapshot([self._origin])[self._origin]
 
     def _call_resilient(self, req: Req, acquire_timeout: TimeoutArg) -> R:
-        """``_call`` under ``retry=`` or ``hedge=`` (bound on the instance)."""
+        """``_call`` under ``retry=`` or ``hedge=`` (bound on the instance).
+
+        A request that is not hedged goes straight out once, and only an
+        error or a watched status enters the attempt loop
+        (:mod:`warmline._pool._attempts`); the clock is read first only when a
+        total timeout applies. Callgrind, ``benchmarks/hotpath.py
+        pool.get+retry`` minus ``pool.get``: +2.7k instructions per GET
+        (38.1k against 35.4k); through the loop every time it was +16k.
+        """
         raise NotImplementedError
 
     def _attempt(self, req: Req, started: float | None) -> tuple[Resilience, Attempt, float | None]:

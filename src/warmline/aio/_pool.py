@@ -23,7 +23,7 @@ from warmline._policy import DEFAULT, FailureLog, TimeoutArg
 from warmline._pool import Plan, Slot, Waiter, check_timeout, connect_verdict
 from warmline._pool._attempts import attempts_async
 from warmline._pool._observe import aio_observed, aio_stream_observed
-from warmline._pool._shell import RELEASED_IN_FLIGHT, Lease, PoolShell
+from warmline._pool._shell import RELEASED_IN_FLIGHT, Lease, Outcome, PoolShell
 from warmline._pool._state import HEALING, IN_USE, OPENING, READY
 from warmline._pool._verbs import Req
 from warmline.aio._connection import Connection, open_connection
@@ -702,10 +702,7 @@ class ClientPool(PoolShell[Connection, ResponseCoro, StreamContext]):
         assert res is not None
         if req[0] in res.hedged:
             return await self._attempts(req, acquire_timeout, None, None)
-        # Not hedged: the first attempt goes straight out, and only an error
-        # or a watched status enters the loop (callgrind, pool.get+retry
-        # minus pool.get: +2.7k instructions per GET, 38.1k against 35.4k; through the loop
-        # every time it was +16k). The clock only when a total applies.
+        # Not hedged: straight out (see PoolShell._call_resilient).
         started = monotonic() if res.timed or req[6] is not DEFAULT else None
         first: Response | WarmlineError
         try:
@@ -718,20 +715,14 @@ class ClientPool(PoolShell[Connection, ResponseCoro, StreamContext]):
         return await self._attempts(req, acquire_timeout, started, first)
 
     async def _attempts(
-        self,
-        req: Req,
-        acquire_timeout: TimeoutArg,
-        started: float | None,
-        first: Response | WarmlineError | None,
+        self, req: Req, wait: TimeoutArg, started: float | None, first: Outcome
     ) -> Response:
         res, attempt, deadline = self._attempt(req, started)
         call, timeout, once = req[:6], req[6], self._call_once
 
         def send(_index: int) -> Coroutine[Any, Any, Response]:
             # Each attempt on a slot of its own, within what is left of the total.
-            return once(
-                (*call, res.attempt_timeout(timeout, deadline, monotonic())), acquire_timeout
-            )
+            return once((*call, res.attempt_timeout(timeout, deadline, monotonic())), wait)
 
         return await attempts_async(attempt, send, first)
 

@@ -309,3 +309,119 @@ def test_sync_client_307_with_a_generator_refused(seen: _Seen) -> None:
     ):
         client.request("POST", srv.url + "/r", content=_gen(2))
     assert [b["line"].split()[1] for b in seen.bodies] == ["/r"]
+
+
+# -- stream(): a streamed upload and a streamed response on one request ----------
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(60)
+async def test_aio_stream_with_a_generator_upload(seen: _Seen) -> None:
+    with RawServer(_handler(seen)) as srv:
+        async with await ClientPool.connect(srv.url, connections=1) as pool:
+            async with pool.stream("POST", "/up", content=_gen(BIG_PIECES), timeout=30) as r:
+                info = json.loads(await r.aread())
+            async with pool.stream("POST", "/a", content=_agen(3)) as r:
+                info2 = json.loads(await r.aread())
+            # read to its end: the connection serves the next request
+            again = await pool.request("POST", "/again", content=b"abc")
+            assert pool.stats().reconnects == 0
+    assert (info["length"], info["sha256"]) == _expect(BIG_PIECES)
+    assert info["transfer-encoding"] == "chunked"
+    assert (info2["length"], info2["sha256"]) == _expect(3)
+    assert again.json()["length"] == 3
+
+
+def test_sync_stream_with_a_file_upload(seen: _Seen, file_body: Path) -> None:
+    with (
+        RawServer(_handler(seen)) as srv,
+        AtomicClientPool.connect(srv.url, connections=1) as pool,
+        file_body.open("rb") as f,
+    ):
+        f.seek(4)
+        with pool.stream("PUT", "/f", content=f) as r:
+            info = json.loads(b"".join(r.iter_bytes()))
+        assert pool.request("POST", "/again", content=b"ab").json()["length"] == 2
+        assert pool.stats().reconnects == 0
+    assert info["content-length"] == str(3 * len(PIECE))
+    assert (info["length"], info["sha256"]) == _expect(3)
+
+
+def test_sync_stream_with_an_async_upload_is_refused(seen: _Seen) -> None:
+    with (
+        RawServer(_handler(seen)) as srv,
+        AtomicClientPool.connect(srv.url, connections=1) as pool,
+        pytest.raises(TypeError, match="asyncio"),
+        pool.stream("POST", "/a", content=_agen(1)),
+    ):
+        pass
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(60)
+async def test_aio_stream_upload_is_not_sent_twice(seen: _Seen) -> None:
+    with RawServer(_handler(seen, "drop")) as srv:
+        async with await ClientPool.connect(srv.url, connections=1, timeout=5) as pool:
+            with pytest.raises(ConnectionClosed, match="read only once"):
+                async with pool.stream("PUT", "/x", content=_gen(2)):
+                    pass
+            assert len(seen.bodies) == 1  # sent once, not retried
+
+
+def test_sync_stream_upload_is_not_sent_twice(seen: _Seen) -> None:
+    with (
+        RawServer(_handler(seen, "drop")) as srv,
+        AtomicClientPool.connect(srv.url, connections=1, timeout=5) as pool,
+    ):
+        with (
+            pytest.raises(ConnectionClosed, match="read only once"),
+            pool.stream("PUT", "/x", content=_gen(2)),
+        ):
+            pass
+        assert len(seen.bodies) == 1
+
+
+def _early_413(conns: list[int]) -> Any:
+    # Answer after the head, before reading the body; then read what comes.
+    def handler(conn: socket.socket, index: int) -> None:
+        conns.append(index)
+        conn.settimeout(10)
+        buf = bytearray()
+        try:
+            for _ in range(20):
+                _read_line(conn, buf)
+                while _read_line(conn, buf):
+                    pass
+                body = b"too large"
+                conn.sendall(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\n\r\n" + body)
+                buf.clear()
+        except (EOFError, OSError):
+            pass
+        finally:
+            conn.close()
+
+    return handler
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(60)
+async def test_aio_stream_answered_mid_upload_stops_and_is_not_reused() -> None:
+    sent: list[int] = []
+    conns: list[int] = []
+
+    async def endless() -> AsyncIterator[bytes]:
+        for i in range(100_000):  # 6 GiB if nobody stopped it
+            sent.append(i)
+            await asyncio.sleep(0)
+            yield PIECE
+
+    with RawServer(_early_413(conns)) as srv:
+        async with await ClientPool.connect(srv.url, connections=1) as pool:
+            async with pool.stream("POST", "/big", content=endless(), timeout=20) as r:
+                assert r.status == 413
+                assert await r.aread() == b"too large"
+            # The server may still expect the rest of that body: the next
+            # request goes out on a new connection.
+            assert (await pool.get("/next", timeout=10)).status == 413
+    assert len(sent) < 100_000
+    assert conns == [0, 1]

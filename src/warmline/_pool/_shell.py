@@ -23,9 +23,9 @@ from warmline._pool._client import Resilience
 from warmline._pool._core import C, PoolCore, Slot, check_timeout
 from warmline._pool._observe import Observer, TimedReader
 from warmline._pool._verbs import PoolVerbs, Req, SlotVerbs
-from warmline.errors import InvalidRequest, PoolError, WarmlineError, WriteTimeout
+from warmline.errors import PoolError, WarmlineError, WriteTimeout
 from warmline.http11 import Response
-from warmline.http11._upload import STREAM_UPLOAD_UNSUPPORTED, StreamedBody, Upload, is_streamed
+from warmline.http11._upload import StreamedBody, Upload, is_streamed
 from warmline.resilience._stats import ResilienceStats
 
 if TYPE_CHECKING:
@@ -190,18 +190,22 @@ class PoolShell(PoolVerbs[R, S], Generic[C, R, S]):
             raise WriteTimeout("timeout of 0: nothing was sent")
         return checked, None if checked is None else self._now() + checked
 
-    def _stream_setup(self, req: Req) -> tuple[bytes, float | None, float | None]:
-        """A streamed response's request bytes, deadline and read timeout."""
+    def _stream_setup(self, req: Req) -> tuple[bytes, Upload | None, float | None, float | None]:
+        """A streamed response's request bytes (the head alone when the body
+        is a stream too: then also its upload), deadline and read timeout."""
         method, path, params, headers, content, json, timeout = req
+        upload = None
         try:
             data = self._writer.build(
                 method, path, params=params, headers=headers, content=content, json=json
             )
         except StreamedBody:
-            raise InvalidRequest(STREAM_UPLOAD_UNSUPPORTED) from None
+            data, upload = self._writer.build_head(
+                method, path, params=params, headers=headers, content=content
+            )
         timeout, deadline = self._deadline(timeout)
         read_timeout = self._config.read_timeout
-        return data, deadline, timeout if read_timeout is None else read_timeout
+        return data, upload, deadline, timeout if read_timeout is None else read_timeout
 
     def _upload_setup(self, req: Req) -> tuple[bytes, Upload, float | None]:
         """A streamed upload's head, body and deadline."""

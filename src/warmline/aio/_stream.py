@@ -32,11 +32,13 @@ from time import perf_counter as _clock
 from types import TracebackType
 from typing import TYPE_CHECKING, Final, cast
 
+from warmline.aio._connection import _aclose, _as_async
 from warmline.errors import ConnectionClosed, ReadTimeout, StreamClosed, WarmlineError
 from warmline.http11 import Response
 
 if TYPE_CHECKING:
     from warmline.aio._connection import Connection
+    from warmline.http11._upload import Upload
 
 __all__ = ["DRAIN_TIMEOUT", "HIGH_WATER", "LOW_WATER", "AioBody", "StreamContext"]
 
@@ -85,6 +87,8 @@ class AioBody(asyncio.Protocol):
         self._paused = False
         self._done = False
         self._released = False
+        # A streamed upload still going, or ended early: never reuse.
+        self._uploading = self._cut = False
         self._error: WarmlineError | None = None
         self._head: asyncio.Future[Response] = self._loop.create_future()
         self._more: asyncio.Future[None] | None = None
@@ -96,8 +100,11 @@ class AioBody(asyncio.Protocol):
         self.max_size = max_size
 
     # -- starting ------------------------------------------------------------
-    async def start(self, data: bytes, method: str, deadline: float | None) -> Response:
-        """Send the request; return its response once the head is in.
+    async def start(
+        self, data: bytes, method: str, deadline: float | None, upload: Upload | None = None
+    ) -> Response:
+        """Send the request (``data``, then ``upload``'s pieces when its body
+        is a stream); return its response once the head is in.
 
         Raises:
             ConnectionClosed: The connection was not usable (nothing sent).
@@ -118,6 +125,8 @@ class AioBody(asyncio.Protocol):
         if deadline is not None:
             self._timer = self._loop.call_at(deadline, self._head_late)
         try:
+            if upload is not None:
+                await self._upload(upload)
             head = await self._head
             head._elapsed = _clock() - sent_at  # to the head (Response.elapsed)
             return head
@@ -128,6 +137,38 @@ class AioBody(asyncio.Protocol):
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
+
+    async def _upload(self, upload: Upload) -> None:
+        """Write a streamed request body after its head, one write per piece.
+
+        Past the transport's high-water mark the next piece waits for
+        ``resume_writing`` (or the head). A head that comes before the whole
+        body is written (a 413, say) ends the upload; its body can still be
+        read, and the connection is closed after it: the server may still
+        expect the rest.
+        """
+        conn = self._conn
+        head = self._head
+        frames = upload.aframes() if upload.is_async else upload.frames()
+        pieces = _as_async(frames)
+        self._uploading = True
+        try:
+            async for frame in pieces:
+                if head.done() or not conn.alive:
+                    self._cut = True
+                    break
+                self._transport.write(frame)
+                drained = conn._drained
+                if drained is not None:
+                    await asyncio.wait((drained, head), return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            self._cut = True
+            self._abort()  # a body cut short by an error: nothing may follow
+            raise
+        finally:
+            self._uploading = False
+            await pieces.aclose()
+            await _aclose(frames)
 
     def _head_late(self) -> None:
         self._timer = None
@@ -289,7 +330,7 @@ class AioBody(asyncio.Protocol):
             self._transport.resume_reading()
         self._transport.set_protocol(cast("asyncio.BaseProtocol", conn))
         conn.served = True
-        if self._reader.keep_alive:
+        if self._reader.keep_alive and not (self._cut or self._uploading):
             conn.idle = True
         else:
             conn._kill()  # Connection: close, or bytes after the response

@@ -35,8 +35,8 @@ How a request is carried over, and why:
   a whole body did (callgrind, one GET of 100 bytes from nginx, the whole
   client process: 801k instructions against 749k; httpx's own transport
   1,589k), the price of one code path whose memory never grows with the
-  body. With a streamed upload the response comes back
-  whole (warmline's ``stream()`` does not take streamed uploads yet).
+  body. A streamed upload and a streamed response go together on one
+  request.
 - **Timeouts.** httpx gives four phase timeouts per request (``connect``,
   ``read``, ``write``, ``pool``); a warmline request takes one total. The
   total is the **largest** of the four, so ``timeout=5.0`` still means about
@@ -263,15 +263,11 @@ class AsyncTransport(httpx.AsyncBaseTransport):
         method, url, headers = request.method, _url(request), _headers(request)
         timeout = request_timeout(request)
         try:
-            if _streamed(request):
-                content: ContentArg = request.stream
-                r = await client.request(
-                    method, url, headers=headers, content=content, timeout=timeout
-                )
-                return _response(r, httpx.ByteStream(r.raw_content))
-            body = await request.aread()
+            content: ContentArg | None = (
+                request.stream if _streamed(request) else (await request.aread()) or None
+            )
             r = await client.stream(
-                method, url, headers=headers, content=body or None, timeout=timeout
+                method, url, headers=headers, content=content, timeout=timeout
             ).__aenter__()
         except errors.WarmlineError as exc:
             raise map_error(exc, request) from exc
@@ -321,13 +317,11 @@ class Transport(httpx.BaseTransport):
         method, url, headers = request.method, _url(request), _headers(request)
         timeout = request_timeout(request)
         try:
-            if _streamed(request):
-                content: ContentArg = request.stream
-                r = client.request(method, url, headers=headers, content=content, timeout=timeout)
-                return _response(r, httpx.ByteStream(r.raw_content))
-            body = request.read()
+            content: ContentArg | None = (
+                request.stream if _streamed(request) else request.read() or None
+            )
             r = client.stream(
-                method, url, headers=headers, content=body or None, timeout=timeout
+                method, url, headers=headers, content=content, timeout=timeout
             ).__enter__()
         except errors.WarmlineError as exc:
             raise map_error(exc, request) from exc

@@ -35,9 +35,8 @@ How a request is carried over, and why:
   always does. The connection goes back when the body is read to its end or
   the response is closed: reused when complete or its small rest drained,
   else closed (never reused with unread bytes). While the body streams, the
-  client's ``Timeouts.read`` bounds each wait. With a streamed upload the
-  body comes back whole (warmline's ``stream()`` does not take streamed
-  uploads yet).
+  client's ``Timeouts.read`` bounds each wait. A streamed upload and a
+  streamed response go together on one request.
 - **Cookies** set by the server go to the response's and the session's jar.
 - **Timeouts.** requests gives ``timeout`` as seconds, a ``(connect, read)``
   tuple or a ``urllib3.Timeout``; a warmline request takes one total. The
@@ -92,7 +91,6 @@ except ImportError as exc:  # tests/test_contrib_adapter_extras.py
 from warmline import errors
 from warmline._policy import TimeoutArg
 from warmline.http11 import Response
-from warmline.http11._upload import is_streamed
 from warmline.http11._writer import ContentArg
 from warmline.sync._client import Client
 
@@ -377,7 +375,7 @@ class Adapter(BaseAdapter):
         seconds = request_timeout(timeout)
         client = self.client
         try:
-            if stream and not is_streamed(body):
+            if stream:
                 ctx = client.stream(
                     method, _url(url), headers=headers, content=body, timeout=seconds
                 )

@@ -17,7 +17,6 @@ from warmline.errors import ConnectionClosed, InvalidRequest, WarmlineError
 
 __all__ = [
     "READ_SIZE",
-    "STREAM_UPLOAD_UNSUPPORTED",
     "StreamArg",
     "StreamedBody",
     "Upload",
@@ -165,9 +164,3 @@ def not_replayed(exc: WarmlineError) -> WarmlineError:
         refused.__cause__ = exc
         return refused
     return exc
-
-
-STREAM_UPLOAD_UNSUPPORTED: Final = (
-    "a streamed request body (iterable, async iterable or file object) is not supported "
-    "by stream() yet: pass bytes, or use request()"
-)

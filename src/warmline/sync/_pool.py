@@ -604,18 +604,21 @@ class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
         """Send on ``slot`` and return the response with its body source attached."""
         method = req[0]
         try:
-            data, deadline, read_timeout = self._stream_setup(req)
-            retry = True
+            data, upload, deadline, read_timeout = self._stream_setup(req)
+            retry = upload is None  # a streamed upload is never sent twice
             while True:
                 conn = self._idle_conn(slot, deadline)
                 body = SyncBody(
                     conn, read_timeout=read_timeout, on_release=on_release, **self._body_options
                 )
                 try:
-                    return self._streamed(body.start(data, method, deadline), body)
+                    return self._streamed(body.start(data, method, deadline, upload), body)
                 except WarmlineError as exc:
                     # A stale keep-alive connection: once more on a new one.
                     if not (retry and self._core.retry_stale(exc, method)):
+                        refused = exc if upload is None else not_replayed(exc)
+                        if refused is not exc:  # why a stale upload was not sent again
+                            raise refused from exc
                         raise
                 retry = False
         except WarmlineError as exc:

@@ -31,6 +31,7 @@ from warmline.errors import (
 from warmline.http11 import Response
 
 if TYPE_CHECKING:
+    from warmline.http11._upload import Upload
     from warmline.sync._connection import Connection
 
 __all__ = ["DRAIN_TIMEOUT", "StreamContext", "SyncBody"]
@@ -88,8 +89,11 @@ class SyncBody:
         self.decompress = decompress
         self.max_size = max_size
 
-    def start(self, data: bytes, method: str, deadline: float | None) -> Response:
-        """Send the request and read until its head is complete.
+    def start(
+        self, data: bytes, method: str, deadline: float | None, upload: Upload | None = None
+    ) -> Response:
+        """Send the request (``data``, then ``upload``'s pieces when its body
+        is a stream) and read until its head is complete.
 
         Raises:
             WriteTimeout, ReadTimeout, ConnectionClosed, ProtocolError: As for
@@ -101,6 +105,11 @@ class SyncBody:
             self._reader.start_stream(method)
             sent_at = _clock()
             self._send(data, deadline)
+            if upload is not None:
+                if upload.is_async:
+                    raise TypeError("an async iterable body needs the asyncio pool (warmline.aio)")
+                for frame in upload.frames():
+                    self._send(frame, deadline)
             head = None
             while head is None:
                 head = self._receive(math.inf if deadline is None else deadline)

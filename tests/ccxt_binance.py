@@ -4,60 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from warmline._bench.exchange import SERVER_TIME, SYMBOL, TICKER
 from warmline.testing import MockServer, regex
 
-SERVER_TIME = 1732147200123
-
-SYMBOL = {
-    "symbol": "BTCUSDT",
-    "status": "TRADING",
-    "baseAsset": "BTC",
-    "baseAssetPrecision": 8,
-    "quoteAsset": "USDT",
-    "quotePrecision": 8,
-    "quoteAssetPrecision": 8,
-    "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET"],
-    "icebergAllowed": True,
-    "ocoAllowed": True,
-    "isSpotTradingAllowed": True,
-    "isMarginTradingAllowed": False,
-    "filters": [
-        {
-            "filterType": "PRICE_FILTER",
-            "minPrice": "0.01",
-            "maxPrice": "1000000",
-            "tickSize": "0.01",
-        },
-        {"filterType": "LOT_SIZE", "minQty": "0.00001", "maxQty": "9000", "stepSize": "0.00001"},
-    ],
-    "permissions": [],
-    "permissionSets": [["SPOT"]],
-}
-
-TICKER = {
-    "symbol": "BTCUSDT",
-    "priceChange": "1234.51",
-    "priceChangePercent": "1.286",
-    "weightedAvgPrice": "96500.12",
-    "prevClosePrice": "96000.00",
-    "lastPrice": "97234.51",
-    "lastQty": "0.01",
-    "bidPrice": "97234.50",
-    "bidQty": "1.5",
-    "askPrice": "97234.52",
-    "askQty": "2.25",
-    "openPrice": "96000.00",
-    "highPrice": "98000.00",
-    "lowPrice": "95000.00",
-    "volume": "8913.3",
-    "quoteVolume": "860123456.7",
-    "openTime": SERVER_TIME - 86_400_000,
-    "closeTime": SERVER_TIME,
-    "firstId": 1,
-    "lastId": 100,
-    "count": 100,
-}
-
+# The markets and the ticker are the bench's fake exchange's, so the
+# bench's ccxt row and these tests parse the same answers.
 DEPTH = {
     "lastUpdateId": 1027024,
     "bids": [["97234.50", "1.5"], ["97234.00", "0.75"]],

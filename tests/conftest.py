@@ -14,6 +14,8 @@ import trustme
 
 from warmline._server.launch import Server, nginx_path, start_granian, start_nginx
 
+from .resilience_helpers import HoldingServer
+
 
 @dataclass
 class TLSFiles:
@@ -89,3 +91,17 @@ def _spin_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
         return conn
 
     monkeypatch.setattr(_pool.AtomicClientPool, "_open", spinning)
+
+
+@pytest.fixture
+def holding() -> Iterator[Any]:
+    """``holding(hold)``: a server that never answers the requests numbered in ``hold``."""
+    servers: list[HoldingServer] = []
+
+    def make(hold: set[int]) -> HoldingServer:
+        servers.append(HoldingServer(hold))
+        return servers[-1]
+
+    yield make
+    for server in servers:
+        server.stop()

@@ -11,7 +11,6 @@ import asyncio
 import itertools
 import time
 from email.utils import formatdate
-from types import TracebackType
 from typing import Any
 
 import pytest
@@ -23,49 +22,14 @@ from warmline.errors import ConnectionClosed, InvalidRequest, RateLimited
 from warmline.resilience import Hedge, RateLimiter, ResilienceStats, Retry
 from warmline.testing import MockServer, Reply, Reset
 
+from .resilience_helpers import Harness
+
 FAST = Backoff(initial=0.0, maximum=0.0, jitter=0.0)  # retry at once
 
 
 @pytest.fixture(params=["aio", "sync"])
 def flavour(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-class Harness:
-    """One client of either flavour, called with ``await``."""
-
-    def __init__(self, flavour: str, **options: Any) -> None:
-        self.flavour = flavour
-        self.options = options
-        self.client: Any = None
-
-    async def __aenter__(self) -> Harness:
-        if self.flavour == "aio":
-            self.client = warmline.AsyncClient(**self.options)
-            await self.client.start()
-        else:
-            self.client = warmline.Client(**self.options)
-            await asyncio.to_thread(self.client.start)
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self.flavour == "aio":
-            await self.client.close()
-        else:
-            await asyncio.to_thread(self.client.close)
-
-    async def request(self, method: str, url: str, **kw: Any) -> warmline.Response:
-        if self.flavour == "aio":
-            response: warmline.Response = await self.client.request(method, url, **kw)
-            return response
-        return await asyncio.to_thread(self.client.request, method, url, **kw)
-
-    def stats(self, origin_url: str) -> ResilienceStats:
-        key = str(Origin.parse(origin_url))
-        stats: ResilienceStats = self.client.resilience_stats()[key]
-        return stats
 
 
 def gaps(server: MockServer) -> list[float]:

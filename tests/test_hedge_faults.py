@@ -15,141 +15,24 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import socket
 import threading
 import time
-from types import TracebackType
 from typing import Any
 
 import pytest
 
 import warmline
-from warmline._policy import Origin
 from warmline.errors import ConnectionClosed, ReadTimeout
 from warmline.resilience import Hedge, ResilienceStats
 from warmline.resilience._drive import race_async, race_sync
 from warmline.resilience._race import HedgeRace
 
-from .rawserver import RawServer, read_request
-
-# A held request is let go (FIN) after this long at most: nothing runs unbounded.
-_HOLD_CAP_S = 10.0
-# How long a test waits for the client to close a loser's connection.
-_CLOSE_WAIT_S = 5.0
-
-
-class HoldingServer:
-    """Answers ``req=N conn=C`` to request N (arrival order), except those in ``hold``."""
-
-    def __init__(self, hold: set[int]) -> None:
-        self.hold = hold
-        self.log: list[tuple[int, int]] = []  # (request number, connection index)
-        self.closed: set[int] = set()  # connections the client closed while held
-        self._cond = threading.Condition()
-        self.server = RawServer(self._handle)
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    def _handle(self, conn: socket.socket, index: int) -> None:
-        for _ in range(1000):
-            if read_request(conn, timeout=_HOLD_CAP_S) is None:
-                return
-            with self._cond:
-                number = len(self.log)
-                self.log.append((number, index))
-            if number in self.hold:
-                self._hold(conn, index)
-                return
-            body = b"req=%d conn=%d" % (number, index)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
-
-    def _hold(self, conn: socket.socket, index: int) -> None:
-        # Never answer; see the client close the connection (EOF or reset).
-        conn.settimeout(_HOLD_CAP_S)
-        try:
-            closed = conn.recv(1) == b""
-        except TimeoutError:
-            closed = False
-        except OSError:
-            closed = True
-        if closed:
-            with self._cond:
-                self.closed.add(index)
-                self._cond.notify_all()
-
-    def wait_closed(self, count: int) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: len(self.closed) >= count, _CLOSE_WAIT_S)
-
-    def requests_on(self, conn: int) -> list[int]:
-        return [n for n, c in self.log if c == conn]
-
-    def conn_of(self, number: int) -> int:
-        return dict(self.log)[number]
-
-    def stop(self) -> None:
-        self.server.stop()
-
-
-@pytest.fixture
-def holding() -> Any:
-    servers: list[HoldingServer] = []
-
-    def make(hold: set[int]) -> HoldingServer:
-        servers.append(HoldingServer(hold))
-        return servers[-1]
-
-    yield make
-    for server in servers:
-        server.stop()
+from .resilience_helpers import HOLD_CAP_S, Harness, parse_answer
 
 
 @pytest.fixture(params=["aio", "sync"])
 def flavour(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-class Harness:
-    """One client of either flavour, called with ``await``."""
-
-    def __init__(self, flavour: str, **options: Any) -> None:
-        self.flavour = flavour
-        self.options = options
-        self.client: Any = None
-
-    async def __aenter__(self) -> Harness:
-        if self.flavour == "aio":
-            self.client = warmline.AsyncClient(**self.options)
-            await self.client.start()
-        else:
-            self.client = warmline.Client(**self.options)
-            await asyncio.to_thread(self.client.start)
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self.flavour == "aio":
-            await self.client.close()
-        else:
-            await asyncio.to_thread(self.client.close)
-
-    async def get(self, url: str) -> warmline.Response:
-        if self.flavour == "aio":
-            response: warmline.Response = await self.client.get(url)
-            return response
-        return await asyncio.to_thread(self.client.get, url)
-
-    def stats(self, origin_url: str) -> ResilienceStats:
-        stats: ResilienceStats = self.client.resilience_stats()[str(Origin.parse(origin_url))]
-        return stats
-
-
-def _parse(body: str) -> tuple[int, int]:
-    req, conn = body.split()
-    return int(req.removeprefix("req=")), int(conn.removeprefix("conn="))
 
 
 @pytest.mark.timeout(30)
@@ -164,10 +47,10 @@ async def test_held_requests_are_answered_by_the_hedge(flavour: str, holding: An
         "warm": {server.url: 3},
         # Longer than the hold: a loser that was not stopped would still
         # be waiting when the client's close is checked.
-        "timeout": warmline.Timeouts(total=2 * _HOLD_CAP_S),
+        "timeout": warmline.Timeouts(total=2 * HOLD_CAP_S),
     }
     async with Harness(flavour, **options) as h:
-        answers = [_parse((await h.get(server.url + "/t")).text) for _ in range(requests)]
+        answers = [parse_answer((await h.get(server.url + "/t")).text) for _ in range(requests)]
         assert server.wait_closed(len(held))
         stats = h.stats(server.url)
     # Each held request was answered by the very next one the server saw:

@@ -21,22 +21,9 @@ from warmline.errors import PoolClosed, ReadTimeout
 from warmline.resilience import ResilienceStats
 from warmline.testing import MockServer, Reply, Reset
 
-from .test_hedge_faults import HoldingServer, _parse
+from .resilience_helpers import HoldingServer, parse_answer
 
 FAST = Backoff(initial=0.0, maximum=0.0, jitter=0.0)  # retry at once
-
-
-@pytest.fixture
-def holding() -> Any:
-    servers: list[HoldingServer] = []
-
-    def make(hold: set[int]) -> HoldingServer:
-        servers.append(HoldingServer(hold))
-        return servers[-1]
-
-    yield make
-    for server in servers:
-        server.stop()
 
 
 @pytest.fixture(params=["aio", "sync"])
@@ -166,7 +153,7 @@ async def test_pool_hedges_a_held_request_on_another_slot(flavour: str, holding:
         "timeout": 20.0,  # longer than the hold: only the hedge can answer in time
     }
     async with Pool(flavour, server.url, **options) as p:
-        answers = [_parse((await p.call("GET", "/t")).text) for _ in range(5)]
+        answers = [parse_answer((await p.call("GET", "/t")).text) for _ in range(5)]
         assert server.wait_closed(len(held))
         stats = p.pool.resilience_stats()
     numbers = [n for n, _ in answers]

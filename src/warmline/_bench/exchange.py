@@ -21,13 +21,13 @@ import sys
 from collections.abc import Sequence
 from typing import Any, Final
 
-__all__ = ["TICKER", "TICKER_PATH", "main", "ticker_body"]
+__all__ = ["SERVER_TIME", "SYMBOL", "TICKER", "TICKER_PATH", "main", "ticker_body"]
 
 HOST: Final = "127.0.0.1"
 SERVER_TIME: Final = 1732147200123
 TICKER_PATH: Final = "/api/v3/ticker/24hr?symbol=BTCUSDT"
 
-_SYMBOL: Final[dict[str, Any]] = {
+SYMBOL: Final[dict[str, Any]] = {
     "symbol": "BTCUSDT",
     "status": "TRADING",
     "baseAsset": "BTC",
@@ -91,7 +91,7 @@ def _reply(status: bytes, body: bytes) -> bytes:
 
 
 def _answers() -> dict[bytes, bytes]:
-    info = {"timezone": "UTC", "serverTime": SERVER_TIME, "rateLimits": [], "symbols": [_SYMBOL]}
+    info = {"timezone": "UTC", "serverTime": SERVER_TIME, "rateLimits": [], "symbols": [SYMBOL]}
     return {
         b"/api/v3/ticker/24hr": _reply(b"200 OK", ticker_body()),
         b"/api/v3/exchangeInfo": _reply(b"200 OK", json.dumps(info).encode()),

@@ -25,7 +25,7 @@ from warmline._pool._observe import Observer, TimedReader
 from warmline._pool._verbs import PoolVerbs, Req, SlotVerbs
 from warmline.errors import PoolError, WarmlineError, WriteTimeout
 from warmline.http11 import Response
-from warmline.http11._upload import StreamedBody, Upload, is_streamed
+from warmline.http11._upload import StreamedBody, Upload, is_streamed, not_replayed
 from warmline.resilience._stats import ResilienceStats
 
 if TYPE_CHECKING:
@@ -39,6 +39,8 @@ RELEASED_IN_FLIGHT: Final = "the slot was released while its request was in flig
 
 R = TypeVar("R")
 S = TypeVar("S")
+#: What a stream calls when it is released (None: nothing).
+OnRelease: TypeAlias = "Callable[[], None] | None"
 #: What a first attempt gave the attempt loop (None: nothing sent yet).
 Outcome: TypeAlias = "Response | WarmlineError | None"
 L = TypeVar("L", bound="Lease[Any, Any, Any]")
@@ -173,7 +175,8 @@ class PoolShell(PoolVerbs[R, S], Generic[C, R, S]):
     def _stream_call(self, req: Req, acquire_timeout: TimeoutArg) -> Any:
         raise NotImplementedError
 
-    def _open_stream(self, slot: Slot[C], req: Req, on_release: Callable[[], None] | None) -> Any:
+    def _open_stream(self, slot: Slot[C], req: Req, on_release: OnRelease) -> Any:
+        """Send ``req`` on ``slot``; the response with its body source attached."""
         raise NotImplementedError
 
     def _deadline(self, timeout: TimeoutArg) -> tuple[float | None, float | None]:
@@ -206,6 +209,20 @@ class PoolShell(PoolVerbs[R, S], Generic[C, R, S]):
         timeout, deadline = self._deadline(timeout)
         read_timeout = self._config.read_timeout
         return data, upload, deadline, timeout if read_timeout is None else read_timeout
+
+    def _stream_again(
+        self, exc: WarmlineError, method: str, first: bool, upload: Upload | None
+    ) -> None:
+        """Return if a stream's request goes once more on a new connection
+        (the first attempt met a stale keep-alive connection, and its body
+        can be sent again); raise otherwise, saying why an upload was not
+        sent twice."""
+        if first and upload is None and self._core.retry_stale(exc, method):
+            return
+        refused = exc if upload is None else not_replayed(exc)
+        if refused is not exc:
+            raise refused from exc
+        raise exc
 
     def _upload_setup(self, req: Req) -> tuple[bytes, Upload, float | None]:
         """A streamed upload's head, body and deadline."""

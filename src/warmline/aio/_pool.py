@@ -13,19 +13,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from asyncio.events import _get_running_loop
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Coroutine, Generator
 from time import monotonic
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from warmline._config import PoolConfig, PoolOptions
-from warmline._policy import DEFAULT, FailureLog, TimeoutArg
+from warmline._policy import DEFAULT, TimeoutArg
 from warmline._pool import Plan, Slot, Waiter, check_timeout, connect_verdict
 from warmline._pool._attempts import attempts_async
 from warmline._pool._observe import aio_observed, aio_stream_observed
-from warmline._pool._shell import RELEASED_IN_FLIGHT, Lease, Outcome, PoolShell
-from warmline._pool._state import HEALING, IN_USE, OPENING, READY
+from warmline._pool._shell import RELEASED_IN_FLIGHT, Lease, OnRelease, Outcome, PoolShell
+from warmline._pool._state import IN_USE, OPENING, READY
 from warmline._pool._verbs import Req
+from warmline.aio._background import Background
 from warmline.aio._connection import Connection, open_connection
 from warmline.aio._stream import AioBody, StreamContext
 from warmline.errors import (
@@ -117,14 +118,11 @@ class ClientPool(PoolShell[Connection, ResponseCoro, StreamContext]):
         self._loop = asyncio.get_running_loop()
         self._now = self._loop.time
         super().__init__(config)
-        self._healing: set[asyncio.Task[None]] = set()
+        self._background = Background(self)
         # Connects a caller waits for (a cold slot's first use, an inline
         # reconnect): close() cancels them, and their callers get PoolClosed.
         self._connecting: set[asyncio.Task[Any]] = set()
         self._closed_on: set[asyncio.Task[Any]] = set()  # cancelled by close()
-        self._failure_log = FailureLog()
-        self._sweeper: asyncio.TimerHandle | None = None
-        self._pinger: asyncio.TimerHandle | None = None
 
     # -- construction ------------------------------------------------------
     @classmethod
@@ -182,68 +180,7 @@ class ClientPool(PoolShell[Connection, ResponseCoro, StreamContext]):
                 await self.close()
                 raise error
             self._carry_out(plan)
-        if core.ages:
-            self._schedule_sweep()
-        if core.keep_warm is not None:
-            self._schedule_ping()
-
-    def _schedule_sweep(self) -> None:
-        ages = [t for t in (self._core.idle_timeout, self._core.max_lifetime) if t is not None]
-        self._sweeper = self._loop.call_later(min(ages) / 2, self._sweep)
-
-    def _sweep(self) -> None:
-        # Reconnect ready slots past their age now, in the background, so
-        # that try_acquire finds them fresh instead of stale.
-        if self._core.closed:
-            return
-        plan: Plan[Connection] = Plan()
-        self._core.sweep(self._loop.time(), plan)
-        self._carry_out(plan)
-        self._schedule_sweep()
-
-    def _schedule_ping(self) -> None:
-        core = self._core
-        assert core.keep_warm is not None
-        due = core.next_ping()
-        at = self._loop.time() + core.keep_warm if due is None else due
-        self._pinger = self._loop.call_at(at, self._ping_due)
-
-    def _ping_due(self) -> None:
-        core = self._core
-        if core.closed:
-            return
-        for slot in core.due_for_ping(self._loop.time()):
-            task = self._loop.create_task(self._ping(slot))
-            self._healing.add(task)  # cancelled by close() like the heals
-            task.add_done_callback(self._healing.discard)
-        self._schedule_ping()
-
-    async def _ping(self, slot: _ASlot) -> None:
-        """One keep-warm request on a slot the core took off the stack."""
-        method, data = self._config.ping()
-        conn = slot.conn
-        connect_timeout = self._config.connect_timeout
-        deadline = self._loop.time() + (connect_timeout or 5.0)
-        started = monotonic()
-        status: int | None = None
-        error: WarmlineError | None = None
-        try:
-            waiter = None if conn is None else conn.send(data, method, deadline)
-            if waiter is None:
-                error = ConnectionClosed("connection closed before the keep-warm ping")
-            else:
-                status = (await waiter).status
-                self._stats.keep_warm_pings += 1
-        except WarmlineError as exc:
-            error = exc  # the connection is dead: the release below heals it
-        except asyncio.CancelledError:
-            if conn is not None:
-                conn.abandon()
-            raise
-        finally:
-            self._release(slot)
-        if self._observer is not None:
-            self._observer.keep_warm(conn, status, monotonic() - started, error)
+        self._background.start()
 
     async def _open_for_caller(self, slot: _ASlot, deadline: float | None) -> Connection:
         """Open a connection a request waits for; ends with PoolClosed at close().
@@ -312,9 +249,7 @@ class ClientPool(PoolShell[Connection, ResponseCoro, StreamContext]):
             if not waiter.future.done():
                 waiter.future.set_result(None)
         for slot in plan.heal:
-            task = self._loop.create_task(self._heal_loop(slot))
-            self._healing.add(task)
-            task.add_done_callback(self._healing.discard)
+            self._background.heal(slot)
         for core in plan.redispatch:  # a client's other pool got a permit
             other: ClientPool = core.shell
             again: Plan[Connection] = Plan()
@@ -461,8 +396,8 @@ class ClientPool(PoolShell[Connection, ResponseCoro, StreamContext]):
         self._carry_out(plan)
         if not kept:
             raise self._count(PoolClosed("pool closed", origin=self._origin))
-        if core.keep_warm is not None and self._pinger is None:
-            self._schedule_ping()  # a lazy pool's first connection: keep it warm too
+        if core.keep_warm is not None and not self._background.pinging:
+            self._background.schedule_ping()  # a lazy pool's first connection: keep it warm
 
     def _release(self, slot: _ASlot) -> None:
         core = self._core
@@ -649,31 +584,6 @@ class ClientPool(PoolShell[Connection, ResponseCoro, StreamContext]):
         slot.conn = conn
         self._stats.reconnects += 1
 
-    # -- healing -----------------------------------------------------------
-    async def _heal_loop(self, slot: _ASlot) -> None:
-        core = self._core
-        loop = self._loop
-        while slot.state is HEALING and not core.closed:
-            delay = slot.next_attempt - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-                continue
-            started = monotonic()
-            try:
-                conn = await self._open_conn(slot)
-            except WarmlineError as exc:
-                failures = core.open_failed(slot, loop.time(), Plan())
-                self._failure_log.failure(self.origin, exc, failures)
-                if self._observer is not None:
-                    self._observer.heal(None, failures, monotonic() - started, exc)
-                continue
-            if self._observer is not None:
-                self._observer.heal(conn, 0, monotonic() - started, None)
-            plan: Plan[Connection] = Plan()
-            core.opened(slot, conn, loop.time(), plan)
-            self._carry_out(plan)
-            return
-
     async def _call(self, req: Req, acquire_timeout: TimeoutArg) -> Response:
         # _take(), inlined: a coroutine less per request (callgrind: 1.3k
         # instructions of pool.get's 35k).
@@ -735,14 +645,11 @@ class ClientPool(PoolShell[Connection, ResponseCoro, StreamContext]):
             self._release(slot)
             raise
 
-    async def _open_stream(
-        self, slot: _ASlot, req: Req, on_release: Callable[[], None] | None
-    ) -> Response:
-        """Send on ``slot`` and return the response with its body source attached."""
+    async def _open_stream(self, slot: _ASlot, req: Req, on_release: OnRelease) -> Response:
         method = req[0]
         try:
             data, upload, deadline, read_timeout = self._stream_setup(req)
-            retry = upload is None  # a streamed upload is never sent twice
+            first = True
             while True:
                 conn = await self._idle_conn(slot, deadline)
                 body = AioBody(
@@ -751,13 +658,8 @@ class ClientPool(PoolShell[Connection, ResponseCoro, StreamContext]):
                 try:
                     return self._streamed(await body.start(data, method, deadline, upload), body)
                 except WarmlineError as exc:
-                    # A stale keep-alive connection: once more on a new one.
-                    if not (retry and self._core.retry_stale(exc, method)):
-                        refused = exc if upload is None else not_replayed(exc)
-                        if refused is not exc:  # why a stale upload was not sent again
-                            raise refused from exc
-                        raise
-                retry = False
+                    self._stream_again(exc, method, first, upload)  # or raises
+                first = False
         except WarmlineError as exc:
             self._fail(exc, method, req[1])
             raise  # the exception itself, its chained cause and context kept
@@ -772,9 +674,6 @@ class ClientPool(PoolShell[Connection, ResponseCoro, StreamContext]):
         core = self._core
         if core.closed:
             return
-        for timer in (self._sweeper, self._pinger):
-            if timer is not None:
-                timer.cancel()
         plan: Plan[Connection] = Plan()
         in_flight = core.close(plan)
         closed = PoolClosed("pool closed", origin=self._origin)
@@ -784,10 +683,7 @@ class ClientPool(PoolShell[Connection, ResponseCoro, StreamContext]):
         for task in list(self._connecting):  # callers' tasks: they end with PoolClosed
             self._closed_on.add(task)
             task.cancel()
-        tasks = list(self._healing)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._background.stop()
 
     async def __aenter__(self) -> ClientPool:
         return self

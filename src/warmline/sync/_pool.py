@@ -39,7 +39,7 @@ the pool lock around its append and check; measure before choosing.
 Background: one daemon worker thread per pool reconnects dead slots with
 :class:`~warmline.Backoff` and replaces at once an idle connection whose
 peer closed, so ``try_acquire()`` finds a warm slot (the thread and its
-epoll set: :mod:`warmline.sync._watch`).
+epoll set: :mod:`warmline.sync._background`).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ from warmline._policy import DEFAULT, FailureLog, TimeoutArg
 from warmline._pool import Plan, Slot, Waiter, check_timeout, connect_verdict
 from warmline._pool._attempts import attempts_sync
 from warmline._pool._observe import sync_observed, sync_stream_observed
-from warmline._pool._shell import RELEASED_IN_FLIGHT, Lease, Outcome, PoolShell
+from warmline._pool._shell import RELEASED_IN_FLIGHT, Lease, OnRelease, Outcome, PoolShell
 from warmline._pool._state import IN_USE, OPENING
 from warmline._pool._verbs import Req
 from warmline.errors import (
@@ -75,9 +75,9 @@ from warmline.http11 import Response
 from warmline.http11._upload import StreamedBody, not_replayed
 from warmline.resilience._drive import SlotAttempts, race_sync
 from warmline.resilience._race import HedgeRace
+from warmline.sync._background import Watcher, open_concurrently
 from warmline.sync._connection import Connection, open_connection
 from warmline.sync._stream import StreamContext, SyncBody
-from warmline.sync._watch import Watcher
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -209,50 +209,18 @@ class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
             slot.next_attempt = now
 
     def _open_concurrently(self, n: int) -> list[Connection | BaseException]:
-        """Open n connections at once, one short-lived thread each (joined)."""
+        """Open n connections at once (one thread each; one here if n is 1)."""
         if n == 1:
             try:
                 return [self._open()]
             except WarmlineError as exc:
                 return [exc]
-        results: list[Connection | BaseException] = [
-            ConnectError("not connected in time", origin=self._origin) for _ in range(n)
-        ]
-        lock = threading.Lock()
-        abandoned = False
-
-        def work(i: int) -> None:
-            try:
-                result: Connection | BaseException = self._open()
-            except BaseException as exc:
-                result = exc
-            with lock:
-                if abandoned and isinstance(result, Connection):
-                    result.close()  # connect() gave up on us: don't leak it
-                else:
-                    results[i] = result
-
-        threads = [
-            threading.Thread(target=work, args=(i,), name="warmline-connect", daemon=True)
-            for i in range(n)
-        ]
-        try:
-            for t in threads:
-                t.start()
-            # connect_timeout bounds each connect (DNS aside); the margin
-            # covers thread scheduling on a loaded machine.
-            connect_timeout = self._config.connect_timeout
-            deadline = None if connect_timeout is None else monotonic() + connect_timeout + 5.0
-            for t in threads:
-                t.join(None if deadline is None else max(deadline - monotonic(), 0.0))
-        finally:
-            # What a thread stored before this point is ours to return (or to
-            # close, if we are unwinding); a thread still connecting closes
-            # its connection itself.
-            with lock:
-                abandoned = True
-                snapshot = list(results)
-        return snapshot
+        return open_concurrently(
+            self._open,
+            n,
+            self._config.connect_timeout,
+            lambda: ConnectError("not connected in time", origin=self._origin),
+        )
 
     def _open(self, connect_timeout: TimeoutArg = DEFAULT) -> Connection:
         config = self._config
@@ -598,14 +566,11 @@ class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
             self._release(slot)
             raise
 
-    def _open_stream(
-        self, slot: _TSlot, req: Req, on_release: Callable[[], None] | None
-    ) -> Response:
-        """Send on ``slot`` and return the response with its body source attached."""
+    def _open_stream(self, slot: _TSlot, req: Req, on_release: OnRelease) -> Response:
         method = req[0]
         try:
             data, upload, deadline, read_timeout = self._stream_setup(req)
-            retry = upload is None  # a streamed upload is never sent twice
+            first = True
             while True:
                 conn = self._idle_conn(slot, deadline)
                 body = SyncBody(
@@ -614,13 +579,8 @@ class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
                 try:
                     return self._streamed(body.start(data, method, deadline, upload), body)
                 except WarmlineError as exc:
-                    # A stale keep-alive connection: once more on a new one.
-                    if not (retry and self._core.retry_stale(exc, method)):
-                        refused = exc if upload is None else not_replayed(exc)
-                        if refused is not exc:  # why a stale upload was not sent again
-                            raise refused from exc
-                        raise
-                retry = False
+                    self._stream_again(exc, method, first, upload)  # or raises
+                first = False
         except WarmlineError as exc:
             self._fail(exc, method, req[1])
             raise  # the exception itself, its chained cause and context kept

@@ -1,4 +1,6 @@
-"""The thread pool's background worker: the thread, its epoll set and its wake-up pipe.
+"""The thread pool's threads: its background worker (the thread, its epoll set
+and its wake-up pipe) and the short-lived threads that open connections at
+``connect()``.
 
 One daemon thread per pool heals dead slots and watches the idle sockets with
 epoll (``EPOLLRDHUP``, edge-triggered: it wakes when a peer closes, never for
@@ -16,14 +18,23 @@ import os
 import select
 import threading
 import weakref
+from collections.abc import Callable
+from time import monotonic
 from typing import Any, Final, Generic, Protocol, TypeVar
 
-__all__ = ["Watcher"]
+__all__ = ["Watcher", "open_concurrently"]
 
 # epoll: wake on a peer's close only (not on data), once per close.
 _WATCH_EVENTS: Final = getattr(select, "EPOLLRDHUP", 0) | getattr(select, "EPOLLET", 0)
 
 T = TypeVar("T")
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+K = TypeVar("K", bound=_Closable)
 
 
 class _Owner(Protocol[T]):
@@ -151,3 +162,48 @@ def _worker_main(ref: weakref.ref[_Owner[T]]) -> None:
                 return
             pool._peer_closed(closed)
             del pool
+
+
+def open_concurrently(
+    open_one: Callable[[], K], n: int, timeout: float | None, late: Callable[[], BaseException]
+) -> list[K | BaseException]:
+    """Run ``open_one`` n times at once, one short-lived thread each (joined).
+
+    Each result is what ``open_one`` returned or raised, or ``late()`` for a
+    thread still running after ``timeout`` (plus a margin for thread
+    scheduling on a loaded machine). A late thread's connection, if it ever
+    opens, is closed by the thread itself: nothing leaks.
+    """
+    results: list[K | BaseException] = [late() for _ in range(n)]
+    lock = threading.Lock()
+    abandoned = False
+
+    def work(i: int) -> None:
+        try:
+            result: K | BaseException = open_one()
+        except BaseException as exc:
+            result = exc
+        with lock:
+            if abandoned and not isinstance(result, BaseException):
+                result.close()  # connect() gave up on us: don't leak it
+            else:
+                results[i] = result
+
+    threads = [
+        threading.Thread(target=work, args=(i,), name="warmline-connect", daemon=True)
+        for i in range(n)
+    ]
+    try:
+        for t in threads:
+            t.start()
+        deadline = None if timeout is None else monotonic() + timeout + 5.0
+        for t in threads:
+            t.join(None if deadline is None else max(deadline - monotonic(), 0.0))
+    finally:
+        # What a thread stored before this point is ours to return (or to
+        # close, if we are unwinding); a thread still connecting closes its
+        # connection itself.
+        with lock:
+            abandoned = True
+            snapshot = list(results)
+    return snapshot

@@ -448,6 +448,10 @@ def _bench(args: argparse.Namespace) -> int:
         print(f"warmline bench: error: {options}", file=sys.stderr)
         return 2
     err = Console(stderr=True)
+    if not err.is_terminal:
+        # Piped or captured, rich assumes 80 columns and cuts the tables'
+        # cells ("htt…"); the report's own tables get 160 alike (below).
+        err = Console(stderr=True, width=160)
     try:
         with _signals_raise(), _RichProgress(err) as progress:
             result = run(options, progress)

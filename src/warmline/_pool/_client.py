@@ -72,10 +72,12 @@ _PAUSE_STATUSES: Final = frozenset({418, 429})
 
 
 class Resilience:
-    """A client's retry, hedge and rate-limit options, and the attempt loop's decisions.
+    """A client's (or a pool's) retry, hedge and rate-limit options, and the
+    attempt loop's decisions.
 
-    Sans-I/O: the shells run the attempt loop and ask this object what to
-    do; both clients' loops are the same few lines around it::
+    Sans-I/O: the attempt loop (:mod:`warmline._pool._attempts`, one per
+    flavour, driven by the clients and by pools with ``retry=``/``hedge=``)
+    asks this object what to do; it is these few lines around it::
 
         deadline = res.deadline_after(timeout, started)
         hedge = res.hedge_for(method, replayable)

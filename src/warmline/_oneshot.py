@@ -33,7 +33,8 @@ class _OneShot(ClientVerbs[Response]):
         timeout: TimeoutArg,
     ) -> Response:
         with Client(keep_alive=False) as client:
-            return client._call(method, url, params, headers, content, json, timeout)
+            response: Response = client._call(method, url, params, headers, content, json, timeout)
+            return response
 
 
 _ONE_SHOT = _OneShot()

@@ -35,7 +35,7 @@ from warmline.connectors import ProxyArg, as_proxy, proxy_for
 from warmline.errors import InvalidRequest, PoolClosed, TooManyRedirects
 from warmline.http11 import DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_HEAD_SIZE, DEFAULT_MAX_HEADERS
 from warmline.http11._response import Response
-from warmline.http11._writer import HeadersArg
+from warmline.http11._writer import ContentArg, HeadersArg, ParamsArg
 from warmline.resilience._hedge import Hedge, HedgeTracker
 from warmline.resilience._race import HedgeRace
 from warmline.resilience._ratelimit import RateLimiter
@@ -555,6 +555,43 @@ class ClientBase(Generic[P]):
         self._follow = self._settings.follow_redirects
         self._pools: dict[str, P] = {}
         self._closed = False
+        if self._follow:
+            # The verbs call _call: the redirect loop when following, else
+            # the class's _send_once itself (no test per request).
+            object.__setattr__(self, "_call", self._following)
+
+    # -- one request: the same dispatch for both clients (none of it waits) --------
+    def _send_once(
+        self,
+        method: str,
+        url: str,
+        params: ParamsArg | None,
+        headers: HeadersArg | None,
+        content: ContentArg | None,
+        json: Any,
+        timeout: TimeoutArg,
+    ) -> Any:
+        """One request, no redirect followed: straight to its origin's pool
+        (the pool's own coroutine or response: no frame of the client's),
+        or through the retry/hedge/limiter loop when the client has one."""
+        resilience = self._resilience
+        if resilience is None:
+            pool, target = self._hits.get(url) or self._lookup(url)
+            return pool._call((method, target, params, headers, content, json, timeout), DEFAULT)  # type: ignore[attr-defined]
+        if resilience.plain or (resilience.direct and method not in resilience.hedged):
+            return self._retrying(resilience, method, url, params, headers, content, json, timeout)
+        return self._resilient(resilience, method, url, params, headers, content, json, timeout)
+
+    _call = _send_once
+
+    def _following(self, *request: Any) -> Any:
+        raise NotImplementedError
+
+    def _retrying(self, res: Resilience, *request: Any) -> Any:
+        raise NotImplementedError
+
+    def _resilient(self, res: Resilience, *request: Any) -> Any:
+        raise NotImplementedError
 
     def _new_pool(self, key: str, prefix: str) -> P:
         raise NotImplementedError

@@ -181,46 +181,6 @@ class AsyncClient(ClientBase[ClientPool], ClientVerbs[Coroutine[Any, Any, Respon
 
         return StreamContext(open_stream)
 
-    def _call(
-        self,
-        method: str,
-        url: str,
-        params: ParamsArg | None,
-        headers: HeadersArg | None,
-        content: ContentArg | None,
-        json: Any,
-        timeout: TimeoutArg,
-    ) -> Coroutine[Any, Any, Response]:
-        if self._follow:
-            return self._following(method, url, params, headers, content, json, timeout)
-        # _send_once, inlined: one call frame less per request.
-        resilience = self._resilience
-        if resilience is None:
-            pool, target = self._hits.get(url) or self._lookup(url)
-            return pool._call((method, target, params, headers, content, json, timeout), DEFAULT)
-        if resilience.plain or (resilience.direct and method not in resilience.hedged):
-            return self._retrying(resilience, method, url, params, headers, content, json, timeout)
-        return self._resilient(resilience, method, url, params, headers, content, json, timeout)
-
-    def _send_once(
-        self,
-        method: str,
-        url: str,
-        params: ParamsArg | None,
-        headers: HeadersArg | None,
-        content: ContentArg | None,
-        json: Any,
-        timeout: TimeoutArg,
-    ) -> Coroutine[Any, Any, Response]:
-        resilience = self._resilience
-        if resilience is None:
-            # Returns the pool's own coroutine: no frame of the client's per request.
-            pool, target = self._hits.get(url) or self._lookup(url)
-            return pool._call((method, target, params, headers, content, json, timeout), DEFAULT)
-        if resilience.plain or (resilience.direct and method not in resilience.hedged):
-            return self._retrying(resilience, method, url, params, headers, content, json, timeout)
-        return self._resilient(resilience, method, url, params, headers, content, json, timeout)
-
     async def _following(
         self,
         method: str,
@@ -235,12 +195,14 @@ class AsyncClient(ClientBase[ClientPool], ClientVerbs[Coroutine[Any, Any, Respon
         Each hop has the request's own timeout."""
         hop: Hop | None = Hop(method, self._absolute(url), headers, content, json)
         history: list[Response] = []
+        response: Response | None = None
         while hop is not None:
             response = await self._send_once(
                 hop.method, hop.url, params, hop.headers, hop.content, hop.json, timeout
             )
             params = None  # in the URL of every later hop already
             hop = self._redirected(response, hop, history)
+        assert response is not None  # the first hop always goes
         return response
 
     async def _retrying(

@@ -14,6 +14,7 @@ import trustme
 
 from warmline._server.launch import Server, nginx_path, start_granian, start_nginx
 
+from .proxyservers import ProxyServer, dante, microsocks, pproxy, tinyproxy
 from .resilience_helpers import HoldingServer
 
 
@@ -105,3 +106,42 @@ def holding() -> Iterator[Any]:
     yield make
     for server in servers:
         server.stop()
+
+
+# -- real proxies, one process per test module that uses them -----------------------
+
+
+@pytest.fixture(scope="module")
+def pp_open() -> Iterator[ProxyServer]:
+    with pproxy(auth=False) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def pp_auth() -> Iterator[ProxyServer]:
+    with pproxy(auth=True) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def pp_tls(tls_files: TLSFiles) -> Iterator[ProxyServer]:
+    with pproxy(auth=True, tls_files=(tls_files.certfile, tls_files.keyfile)) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyServer]:
+    with tinyproxy(tmp_path_factory.mktemp("tinyproxy")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def danted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyServer]:
+    with dante(tmp_path_factory.mktemp("dante")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def micro() -> Iterator[ProxyServer]:
+    with microsocks() as server:
+        yield server

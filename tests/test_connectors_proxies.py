@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import TLSFiles
-from tests.proxyservers import PASSWORD, USER, ProxyServer, dante, microsocks, pproxy, tinyproxy
+from tests.proxyservers import PASSWORD, USER, ProxyServer
 from warmline._policy import Origin
 from warmline._server.launch import Server, free_port
 from warmline.aio._connection import Connection as AioConnection
@@ -33,42 +33,6 @@ BAD_PASSWORD = "wrong-Pa55word"
 
 
 # -- proxy fixtures (one process per module) ---------------------------------------
-
-
-@pytest.fixture(scope="module")
-def pp_open() -> Iterator[ProxyServer]:
-    with pproxy(auth=False) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def pp_auth() -> Iterator[ProxyServer]:
-    with pproxy(auth=True) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def pp_tls(tls_files: TLSFiles) -> Iterator[ProxyServer]:
-    with pproxy(auth=True, tls_files=(tls_files.certfile, tls_files.keyfile)) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyServer]:
-    with tinyproxy(tmp_path_factory.mktemp("tinyproxy")) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def danted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyServer]:
-    with dante(tmp_path_factory.mktemp("dante")) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def micro() -> Iterator[ProxyServer]:
-    with microsocks() as server:
-        yield server
 
 
 # -- request helpers ---------------------------------------------------------------

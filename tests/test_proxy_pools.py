@@ -23,7 +23,7 @@ import pytest
 import warmline
 from tests.conftest import TLSFiles
 from tests.faultproxy import FLAVOURS, FaultProxy, Flavour, PoolDriver
-from tests.proxyservers import PASSWORD, USER, ProxyServer, dante, microsocks, pproxy, tinyproxy
+from tests.proxyservers import PASSWORD, USER, ProxyServer, pproxy
 from warmline._server.launch import Server, free_port
 from warmline.connectors import Proxy
 from warmline.errors import ConnectError, PoolClosed, ProxyError
@@ -34,42 +34,6 @@ FAST_HEAL = warmline.Backoff(initial=0.02, maximum=0.1, multiplier=2.0, jitter=0
 
 
 # -- proxies (one process per module) ----------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyServer]:
-    with tinyproxy(tmp_path_factory.mktemp("tinyproxy")) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def pp_open() -> Iterator[ProxyServer]:
-    with pproxy(auth=False) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def pp_auth() -> Iterator[ProxyServer]:
-    with pproxy(auth=True) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def pp_tls(tls_files: TLSFiles) -> Iterator[ProxyServer]:
-    with pproxy(auth=True, tls_files=(tls_files.certfile, tls_files.keyfile)) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def danted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyServer]:
-    with dante(tmp_path_factory.mktemp("dante")) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def micro() -> Iterator[ProxyServer]:
-    with microsocks() as server:
-        yield server
 
 
 @contextlib.contextmanager

@@ -13,6 +13,7 @@ import io
 import json
 import socket
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import pytest
 
 from tests.rawserver import RawServer
 from warmline import AsyncClient, AtomicClientPool, Client, ClientPool
-from warmline.errors import ConnectionClosed, InvalidRequest, TooManyRedirects
+from warmline.errors import ConnectionClosed, InvalidRequest, PoolClosed, TooManyRedirects
 from warmline.http11._upload import Upload, is_streamed, make_upload
 
 PIECE = bytes(range(256)) * 256  # 64 KiB
@@ -425,3 +426,94 @@ async def test_aio_stream_answered_mid_upload_stops_and_is_not_reused() -> None:
             assert (await pool.get("/next", timeout=10)).status == 413
     assert len(sent) < 100_000
     assert conns == [0, 1]
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(60)
+async def test_aio_stream_upload_cancelled_leaves_nothing_behind(seen: _Seen) -> None:
+    import gc
+
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+
+    async def slow() -> AsyncIterator[bytes]:
+        for _ in range(1000):
+            await asyncio.sleep(0.01)
+            yield PIECE
+
+    with RawServer(_handler(seen)) as srv:
+        async with await ClientPool.connect(srv.url, connections=1) as pool:
+
+            async def up() -> int:
+                async with pool.stream("POST", "/up", content=slow()) as r:
+                    return r.status
+
+            task = asyncio.create_task(up())
+            await asyncio.sleep(0.1)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            # The cut connection is never reused: the next request reconnects.
+            assert (await pool.request("POST", "/next", content=b"ab")).json()["length"] == 2
+            assert pool.stats().reconnects == 1
+    await asyncio.sleep(0)
+    gc.collect()
+    await asyncio.sleep(0)
+    assert reported == []  # no "Future exception was never retrieved"
+
+
+def _silent(conn: socket.socket, index: int) -> None:
+    # Reads the request, never answers, until the client closes.
+    conn.settimeout(10)
+    try:
+        while conn.recv(1 << 16):
+            pass
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(60)
+async def test_aio_pool_closed_under_a_stream_says_pool_closed() -> None:
+    with RawServer(_silent) as srv:
+        pool = await ClientPool.connect(srv.url, connections=1)
+
+        async def pieces() -> AsyncIterator[bytes]:
+            for _ in range(1000):
+                await asyncio.sleep(0.01)
+                yield PIECE
+
+        async def use() -> int:
+            async with pool.stream("POST", "/up", content=pieces(), timeout=20) as r:
+                return r.status
+
+        task = asyncio.create_task(use())
+        await asyncio.sleep(0.1)  # mid-upload
+        await pool.close()
+        with pytest.raises(PoolClosed):
+            await task
+
+
+@pytest.mark.timeout(60)
+def test_sync_pool_closed_under_a_stream_says_pool_closed() -> None:
+    with RawServer(_silent) as srv:
+        pool = AtomicClientPool.connect(srv.url, connections=1)
+        outcome: list[BaseException] = []
+
+        def use() -> None:
+            try:
+                with pool.stream("POST", "/up", content=_gen(3), timeout=20):
+                    pass
+            except BaseException as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=use)
+        thread.start()
+        time.sleep(0.1)
+        pool.close()
+        thread.join(10)
+        assert not thread.is_alive()
+        assert len(outcome) == 1 and isinstance(outcome[0], PoolClosed), outcome

@@ -80,6 +80,9 @@ class Connection(asyncio.Protocol):
         # Set while the transport's write buffer is over its high-water mark
         # (pause_writing): a streamed upload waits on it before writing more.
         self._drained: asyncio.Future[None] | None = None
+        # The streamed body reading this connection now (its protocol), so
+        # that close(error) fails it with the reason, as it fails a waiter.
+        self._stream: Any = None
         # time.perf_counter() when the current request was sent, for
         # Response.elapsed: two clock reads per request, +949 instructions on
         # benchmarks.hotpath pool.get (35,405 -> 36,354, callgrind; +1,314 with
@@ -255,8 +258,11 @@ class Connection(asyncio.Protocol):
             self._close_without_loop()
             return
         self._kill()
-        if waiter is not None and error is not None and not waiter.done():
-            waiter.set_exception(error)
+        if error is not None:
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(error)
+            elif self._stream is not None:
+                self._stream._fail(error)
 
     def _close_without_loop(self) -> None:
         # The loop has ended (a lease collected after asyncio.run returned):

@@ -119,6 +119,7 @@ class AioBody(asyncio.Protocol):
                 "connection closed before the request", received_any=False
             ) from exc
         conn.idle = False
+        conn._stream = self
         self._transport.set_protocol(self)
         sent_at = _clock()
         self._transport.write(data)
@@ -130,8 +131,14 @@ class AioBody(asyncio.Protocol):
             head = await self._head
             head._elapsed = _clock() - sent_at  # to the head (Response.elapsed)
             return head
-        except asyncio.CancelledError:
-            self._abort()
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                self._abort()
+            # Left during an upload (cancelled, or its iterator raised): the
+            # head is awaited by nobody now, and an error set on it later
+            # (the close) would be logged as never retrieved.
+            if not self._head.done():
+                self._head.cancel()
             raise
         finally:
             if self._timer is not None:
@@ -329,6 +336,7 @@ class AioBody(asyncio.Protocol):
             self._paused = False
             self._transport.resume_reading()
         self._transport.set_protocol(cast("asyncio.BaseProtocol", conn))
+        conn._stream = None
         conn.served = True
         if self._reader.keep_alive and not (self._cut or self._uploading):
             conn.idle = True

@@ -116,11 +116,12 @@ class SyncBody:
             head._elapsed = _clock() - sent_at  # to the head (Response.elapsed)
         except BaseException as exc:
             self._close_conn()
-            if isinstance(exc, OSError) and not isinstance(exc, WarmlineError):
-                raise ConnectionClosed(
-                    f"connection lost: {exc}", received_any=self._reader.received_any
-                ) from exc
-            raise
+            # The pool's reason first (closed, or released under us), as for
+            # a whole response; an OSError becomes ConnectionClosed.
+            translated = self._conn._translate(exc, self._reader)
+            if translated is exc:
+                raise
+            raise translated from exc
         return head
 
     def _send(self, data: bytes, deadline: float | None) -> None:
@@ -185,12 +186,12 @@ class SyncBody:
                 self._receive(math.inf if timeout is None else monotonic() + timeout)
             except BaseException as exc:
                 self._close_conn()
-                if isinstance(exc, WarmlineError):
-                    self._error = exc
-                elif isinstance(exc, OSError):
-                    self._error = ConnectionClosed(f"connection lost: {exc}", received_any=True)
-                    raise self._error from exc
-                raise
+                translated = self._conn._translate(exc, self._reader)
+                if isinstance(translated, WarmlineError):
+                    self._error = translated
+                if translated is exc:
+                    raise
+                raise translated from exc
 
     def release(self, drain: bool = True) -> None:
         """Give the connection back: reused if the body is (or is quickly

@@ -462,7 +462,7 @@ def test_close_while_healing_joins_the_worker(no_leaks: None) -> None:
     for _ in range(2):
         with pytest.raises((ConnectError, PoolTimeout)):
             pool.get("/", acquire_timeout=1)
-    worker = pool._watcher.thread
+    worker = pool._worker.watcher.thread
     assert worker is not None and worker.is_alive()
     pool.close()
     assert not worker.is_alive()

@@ -45,18 +45,16 @@ epoll set: :mod:`warmline.sync._background`).
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import threading
-import weakref
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from time import monotonic
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from warmline._config import PoolConfig, PoolOptions
-from warmline._policy import DEFAULT, FailureLog, TimeoutArg
+from warmline._policy import DEFAULT, TimeoutArg
 from warmline._pool import Plan, Slot, Waiter, check_timeout, connect_verdict
 from warmline._pool._attempts import attempts_sync
 from warmline._pool._observe import sync_observed, sync_stream_observed
@@ -65,7 +63,6 @@ from warmline._pool._state import IN_USE, OPENING
 from warmline._pool._verbs import Req
 from warmline.errors import (
     ConnectError,
-    ConnectionClosed,
     PoolClosed,
     PoolError,
     PoolTimeout,
@@ -75,7 +72,7 @@ from warmline.http11 import Response
 from warmline.http11._upload import StreamedBody, not_replayed
 from warmline.resilience._drive import SlotAttempts, race_sync
 from warmline.resilience._race import HedgeRace
-from warmline.sync._background import Watcher, open_concurrently
+from warmline.sync._background import Worker, open_concurrently, reset_after_fork
 from warmline.sync._connection import Connection, open_connection
 from warmline.sync._stream import StreamContext, SyncBody
 
@@ -85,16 +82,6 @@ if TYPE_CHECKING:
 __all__ = ["AtomicClientPool", "AtomicClientSlot"]
 
 _TSlot = Slot[Connection]
-
-# The worker looks at its pool at least this often (exits once it is gone).
-_WORKER_TICK_S: Final = 1.0
-# close() waits this long for the worker; one inside a connect is abandoned
-# (it closes what it opens once it sees the pool closed).
-_CLOSE_JOIN_S: Final = 0.25
-
-
-# Every pool of this process, for fork(): the child drops what it inherited.
-_POOLS: weakref.WeakSet[AtomicClientPool] = weakref.WeakSet()
 
 
 class _Waiter(Waiter):
@@ -150,10 +137,9 @@ class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
         # Sockets in connect() (ours: healing, inline): close() ends them.
         self._connecting: set[socket.socket] = set()
         self._gc_released: list[_TSlot] = []
-        self._failure_log = FailureLog()
-        self._watcher: Watcher[_TSlot] = Watcher(f"warmline-heal {self.origin}")
+        self._worker = Worker(self)
         self._executor: ThreadPoolExecutor | None = None  # hedged attempts (hedge=)
-        _POOLS.add(self)
+        reset_after_fork(self)
 
     # -- construction ------------------------------------------------------
     @classmethod
@@ -194,12 +180,12 @@ class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
             raise error
         for slot, result in zip(slots, results, strict=True):
             if isinstance(result, Connection):
-                self._watch_conn(slot, result)
+                self._worker.watch(slot, result)
                 self._locked(core.opened, slot, result, monotonic())
             else:
                 self._locked(core.open_failed, slot, monotonic())
-        if self._watcher.watching or core.keep_warm is not None:
-            self._wake_worker()  # watch and keep warm the idle connections from now on
+        if self._worker.watcher.watching or core.keep_warm is not None:
+            self._worker.wake()  # watch and keep warm the idle connections from now on
 
     def _open_later(self, slots: list[_TSlot], plan: Plan[Connection]) -> None:
         now = monotonic()
@@ -261,7 +247,7 @@ class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
             assert isinstance(waiter, _Waiter)
             waiter.lock.release()
         if plan.heal:
-            self._wake_worker()
+            self._worker.wake()
         for core in plan.redispatch:  # a client's other pool got a permit
             other: AtomicClientPool = core.shell
             other._locked(core.dispatch)
@@ -396,15 +382,15 @@ class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
                     raise self._count(PoolClosed("pool closed while connecting")) from exc
                 self._count(exc)
             raise
-        self._watch_conn(slot, conn)
+        self._worker.watch(slot, conn)
         plan: Plan[Connection] = Plan()
         with self._lock:
             kept = self._core.opened(slot, conn, monotonic(), plan, keep=True)
         self._carry_out(plan)
         if not kept:
             raise self._count(PoolClosed("pool closed", origin=self._origin))
-        if self._core.keep_warm is not None and self._watcher.thread is None:
-            self._wake_worker()  # a lazy pool's first connection: keep it warm too
+        if self._core.keep_warm is not None and self._worker.watcher.thread is None:
+            self._worker.wake()  # a lazy pool's first connection: keep it warm too
 
     def _release(self, slot: _TSlot) -> None:
         core = self._core
@@ -605,90 +591,9 @@ class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
             conn.close()
             raise PoolClosed("pool closed") if self._core.closed else PoolError(RELEASED_IN_FLIGHT)
         self._stats.reconnects += 1
-        self._watch_conn(slot, conn)
+        self._worker.watch(slot, conn)
         slot.conn = conn
         return conn
-
-    # -- the worker: healing and watching ----------------------------------
-    def _watch_conn(self, slot: _TSlot, conn: Connection) -> None:
-        self._watcher.watch(conn.fd, slot)
-
-    def _wake_worker(self) -> None:
-        with self._lock:
-            thread = None
-            if self._watcher.thread is None and not self._core.closed:
-                thread = self._watcher.start(self)
-        if thread is not None:
-            thread.start()
-        else:
-            self._watcher.wake()
-
-    def _work_once(self) -> float | None:
-        """One round of the worker: heal what is due; how long to sleep (None: exit)."""
-        core = self._core
-        with self._lock:
-            if core.closed:
-                self._watcher.thread = None
-                return None
-            due = core.due(monotonic())
-        for i, slot in enumerate(due):
-            started = monotonic()
-            try:
-                conn = self._open()
-            except Exception as exc:  # not only WarmlineError: the worker must survive
-                # The origin is down or unreachable: the others due now would
-                # most likely fail alike, each costing up to connect_timeout.
-                # Back all of them off instead of trying each in turn.
-                now = monotonic()
-                with self._lock:
-                    failures = [core.open_failed(s, now, Plan()) for s in due[i:]]
-                self._failure_log.failure(self.origin, exc, max(failures))
-                if self._observer is not None:
-                    self._observer.heal(None, max(failures), now - started, exc)
-                break
-            if self._observer is not None:
-                self._observer.heal(conn, 0, monotonic() - started, None)
-            self._watch_conn(slot, conn)
-            self._locked(core.opened, slot, conn, monotonic())
-        if core.keep_warm is not None:
-            with self._lock:
-                pings = core.due_for_ping(monotonic())
-            for slot in pings:
-                self._ping(slot)
-        # A slot released since this round is not in next_ping(): with
-        # keep-warm, look again within half an interval.
-        tick = _WORKER_TICK_S if core.keep_warm is None else min(_WORKER_TICK_S, core.keep_warm / 2)
-        times = [t for t in (core.next_due(), core.next_ping()) if t is not None]
-        if not times:
-            return tick
-        return min(max(min(times) - monotonic(), 0.0), tick)
-
-    def _ping(self, slot: _TSlot) -> None:
-        """One keep-warm request, on the worker, on a slot the core took off the stack."""
-        method, data = self._config.ping()
-        conn = slot.conn
-        started = monotonic()
-        status: int | None = None
-        error: WarmlineError | None = None
-        try:
-            if conn is not None and conn.alive:
-                deadline = started + (self._config.connect_timeout or 5.0)
-                status = conn.request(data, method, deadline).status
-                self._stats.keep_warm_pings += 1
-            else:
-                error = ConnectionClosed("connection closed before the keep-warm ping")
-        except WarmlineError as exc:
-            error = exc  # the connection is dead: the release below heals it
-        finally:
-            self._release(slot)
-        if self._observer is not None:
-            self._observer.keep_warm(conn, status, monotonic() - started, error)
-
-    def _peer_closed(self, closed: list[tuple[int, _TSlot]]) -> None:
-        now = monotonic()
-        for fd, slot in closed:
-            if slot.conn is not None and slot.conn.fd == fd:  # not replaced since
-                self._locked(self._core.lost, slot, now)
 
     # -- closing and forking --------------------------------------------------
     def close(self) -> None:
@@ -701,8 +606,6 @@ class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
         plan: Plan[Connection] = Plan()
         with self._lock:
             in_flight = self._core.close(plan)
-            worker = self._watcher.thread
-            self._watcher.thread = None
             executor, self._executor = self._executor, None
         closed = PoolClosed("pool closed", origin=self._origin)
         for conn in in_flight:
@@ -711,11 +614,7 @@ class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
         self._carry_out(plan, closed)
-        self._watcher.wake()
-        if worker is not None and worker is not threading.current_thread():
-            worker.join(_CLOSE_JOIN_S)
-        if worker is None or not worker.is_alive():
-            self._watcher.close()
+        self._worker.stop()
         if executor is not None:
             # Hedged attempts still running end with PoolClosed (their
             # connections were just closed); nobody waits for them.
@@ -730,9 +629,7 @@ class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
         self._executor = None  # its threads are the parent's
         for conn in self._core.after_fork():
             conn.forget()
-        self._watcher.after_fork()
-        if not self._core.closed and not self._core.lazy:
-            self._wake_worker()
+        self._worker.after_fork()
 
     def __enter__(self) -> AtomicClientPool:
         return self
@@ -741,13 +638,3 @@ class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
-
-
-def _reset_after_fork() -> None:
-    for pool in list(_POOLS):
-        with contextlib.suppress(Exception):
-            pool._after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_after_fork)

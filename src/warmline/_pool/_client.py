@@ -36,6 +36,7 @@ from warmline.errors import InvalidRequest, PoolClosed, TooManyRedirects
 from warmline.http11 import DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_HEAD_SIZE, DEFAULT_MAX_HEADERS
 from warmline.http11._response import Response
 from warmline.http11._writer import ContentArg, HeadersArg, ParamsArg
+from warmline.resilience._drive import HedgeThreads
 from warmline.resilience._hedge import Hedge, HedgeTracker
 from warmline.resilience._race import HedgeRace
 from warmline.resilience._ratelimit import RateLimiter
@@ -548,6 +549,12 @@ class ClientOptions(TypedDict, total=False):
 class ClientBase(Generic[P]):
     """The state both clients share: settings, the pools by origin, stats."""
 
+    #: The flavour's request under the retry/hedge/limiter policies
+    #: (:mod:`warmline._pool._attempts`).
+    _resilient_fn: Callable[..., Any]
+    #: The threads the blocking client's hedged attempts run on.
+    _hedges: HedgeThreads | None = None
+
     def __init__(self, **options: Unpack[ClientOptions]) -> None:
         self._settings = ClientSettings(**options)
         self._resilience = self._settings.resilience
@@ -574,23 +581,16 @@ class ClientBase(Generic[P]):
         """One request, no redirect followed: straight to its origin's pool
         (the pool's own coroutine or response: no frame of the client's),
         or through the retry/hedge/limiter loop when the client has one."""
+        pool, target = self._hits.get(url) or self._lookup(url)
+        req = (method, target, params, headers, content, json, timeout)
         resilience = self._resilience
         if resilience is None:
-            pool, target = self._hits.get(url) or self._lookup(url)
-            return pool._call((method, target, params, headers, content, json, timeout), DEFAULT)  # type: ignore[attr-defined]
-        if resilience.plain or (resilience.direct and method not in resilience.hedged):
-            return self._retrying(resilience, method, url, params, headers, content, json, timeout)
-        return self._resilient(resilience, method, url, params, headers, content, json, timeout)
+            return pool._call(req, DEFAULT)  # type: ignore[attr-defined]
+        return self._resilient_fn(resilience, pool, pool._call, url, self._hedges, req, DEFAULT)  # type: ignore[attr-defined]
 
     _call = _send_once
 
     def _following(self, *request: Any) -> Any:
-        raise NotImplementedError
-
-    def _retrying(self, res: Resilience, *request: Any) -> Any:
-        raise NotImplementedError
-
-    def _resilient(self, res: Resilience, *request: Any) -> Any:
         raise NotImplementedError
 
     def _new_pool(self, key: str, prefix: str) -> P:
@@ -601,8 +601,13 @@ class ClientBase(Generic[P]):
         if self._closed:
             raise PoolClosed("client is closed", origin=key)
         pool = self._new_pool(key, prefix)
-        self._pools[key] = pool
+        self._register(key, pool)
         return pool
+
+    def _register(self, key: str, pool: P) -> None:
+        """Add ``pool`` as the origin ``key``'s (its name in the resilience counters)."""
+        pool._key = key  # type: ignore[attr-defined]
+        self._pools[key] = pool
 
     def _lookup(self, url: str) -> tuple[P, str]:
         """The pool and request target of ``url``; the verbs call it as
@@ -617,14 +622,6 @@ class ClientBase(Generic[P]):
             hits.clear()
         hits[url] = hit = (pool, target)
         return hit
-
-    def _lookup_keyed(self, url: str) -> tuple[str, P, str]:
-        """``_lookup`` that also gives the pool key (the resilient path's)."""
-        key, prefix, target = self._settings.route(url)
-        pool = self._pools.get(key)
-        if pool is None:
-            pool = self._create(key, prefix)
-        return key, pool, target
 
     def _absolute(self, url: str) -> str:
         """``url`` joined to ``base_url`` when relative (redirects need it whole)."""

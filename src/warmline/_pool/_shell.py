@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING, Any, Final, Generic, TypeAlias, TypeVar
 
 from warmline._hooks import CompositeHooks, Hooks
 from warmline._policy import DEFAULT, PoolStats, TimeoutArg
-from warmline._pool._attempts import Attempt
 from warmline._pool._client import Resilience
 from warmline._pool._core import C, PoolCore, Slot, check_timeout
 from warmline._pool._observe import Observer, TimedReader
 from warmline._pool._verbs import PoolVerbs, Req, SlotVerbs
 from warmline.errors import PoolError, WarmlineError, WriteTimeout
 from warmline.http11 import Response
-from warmline.http11._upload import StreamedBody, Upload, is_streamed, not_replayed
+from warmline.http11._upload import StreamedBody, Upload, not_replayed
+from warmline.resilience._drive import HedgeThreads
 from warmline.resilience._stats import ResilienceStats
 
 if TYPE_CHECKING:
@@ -41,8 +41,6 @@ R = TypeVar("R")
 S = TypeVar("S")
 #: What a stream calls when it is released (None: nothing).
 OnRelease: TypeAlias = "Callable[[], None] | None"
-#: What a first attempt gave the attempt loop (None: nothing sent yet).
-Outcome: TypeAlias = "Response | WarmlineError | None"
 L = TypeVar("L", bound="Lease[Any, Any, Any]")
 
 
@@ -58,6 +56,8 @@ class PoolShell(PoolVerbs[R, S], Generic[C, R, S]):
     _stream_context: Callable[[Callable[[], Any]], S]
     #: The shell's hooked request and stream (see :mod:`warmline._pool._observe`).
     _observed_fns: tuple[Callable[..., Any], Callable[..., Any]]
+    #: The shell's request under a retry or hedge policy (:mod:`warmline._pool._attempts`).
+    _resilient_fn: Callable[..., Any]
 
     def __init__(self, config: PoolConfig) -> None:
         self._config = config
@@ -79,14 +79,29 @@ class PoolShell(PoolVerbs[R, S], Generic[C, R, S]):
         self._resilience: Resilience | None = None
         if config.hooks is not None or config.latency:
             self._observe(config.hooks, config.latency)
+        self._key = self._origin  # its name in the resilience counters
+        self._hedges: HedgeThreads | None = None
         if config.retry is not None or config.hedge is not None:
             # The pool's own requests (pool.get()) go through the attempt
             # loop, each attempt the plain (or hooked) _call; leases do not.
             self._resilience = Resilience(
                 config.retry, config.hedge, None, None, None, self._timeout
             )
+            if config.hedge is not None:  # the thread pool's race runs on these
+                workers = config.connections * (1 + config.hedge.max_extra)
+                self._hedges = HedgeThreads(workers, "pool closed")
             self._call_once = self._call
-            object.__setattr__(self, "_call", self._call_resilient)
+            self._bind_resilient()
+
+    def _bind_resilient(self) -> None:
+        """``_call`` under ``retry=`` or ``hedge=``, on the instance: each
+        attempt is ``_call_once``, the plain (or hooked) ``_call``. A request
+        that is not hedged goes straight out once; only an error or a watched
+        status enters the loop (:mod:`warmline._pool._attempts`, which has
+        its cost)."""
+        res = self._resilience
+        fn = functools.partial(self._resilient_fn, res, self, self._call_once, None, self._hedges)
+        object.__setattr__(self, "_call", fn)
 
     # -- hooks and histograms (see warmline._pool._observe) ---------------------------
     def _observe(self, hooks: Hooks | None, latency: bool) -> Observer:
@@ -111,6 +126,8 @@ class PoolShell(PoolVerbs[R, S], Generic[C, R, S]):
             # Under a retry or hedge policy, each attempt is hooked.
             once = "_call" if self._resilience is None else "_call_once"
             object.__setattr__(self, once, bind(observed, self, None))
+            if self._resilience is not None:
+                self._bind_resilient()  # with the hooked attempt
             object.__setattr__(self, "_stream_call", bind(stream_observed, self, None))
             object.__setattr__(self, "_lease_stream", bind(stream_observed, self))
             self._time_idle_connections(obs)
@@ -293,29 +310,6 @@ class PoolShell(PoolVerbs[R, S], Generic[C, R, S]):
         if res is None:
             return ResilienceStats()
         return res.snapshot([self._origin])[self._origin]
-
-    def _call_resilient(self, req: Req, acquire_timeout: TimeoutArg) -> R:
-        """``_call`` under ``retry=`` or ``hedge=`` (bound on the instance).
-
-        A request that is not hedged goes straight out once, and only an
-        error or a watched status enters the attempt loop
-        (:mod:`warmline._pool._attempts`); the clock is read first only when a
-        total timeout applies. Callgrind, ``benchmarks/hotpath.py
-        pool.get+retry`` minus ``pool.get``: +2.7k instructions per GET
-        (38.1k against 35.4k); through the loop every time it was +16k.
-        """
-        raise NotImplementedError
-
-    def _attempt(self, req: Req, started: float | None) -> tuple[Resilience, Attempt, float | None]:
-        """The policies, the attempt loop's view of ``req`` and its deadline
-        (``started``: when a first attempt went out, None: now)."""
-        res = self._resilience
-        assert res is not None
-        deadline = res.deadline_after(req[6], monotonic() if started is None else started)
-        content = req[4]
-        replayable = content is None or not is_streamed(content)
-        attempt = Attempt(res, res.route(self._origin), req[0], replayable, 0.0, deadline)
-        return res, attempt, deadline
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._core.describe()}>"

@@ -4,25 +4,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
-from time import monotonic
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from warmline._policy import DEFAULT, TimeoutArg
-from warmline._pool._attempts import Attempt, attempts_async
+from warmline._pool._attempts import resilient_async
 from warmline._pool._client import (
     ClientBase,
     ClientOptions,
-    Resilience,
     ResilienceStats,
 )
 from warmline._pool._verbs import ClientVerbs
 from warmline._redirects import Hop
 from warmline.aio._pool import ClientPool
 from warmline.aio._stream import StreamContext
-from warmline.errors import PoolError, WarmlineError
+from warmline.errors import PoolError
 from warmline.http11 import Response
-from warmline.http11._upload import is_streamed
 from warmline.http11._writer import ContentArg, HeadersArg, ParamsArg
 
 if TYPE_CHECKING:
@@ -117,6 +114,8 @@ class AsyncClient(ClientBase[ClientPool], ClientVerbs[Coroutine[Any, Any, Respon
     its pool, as if they did not exist.
     """
 
+    _resilient_fn = staticmethod(resilient_async)
+
     def __init__(self, **options: Unpack[ClientOptions]) -> None:
         if options.get("spin"):
             raise ValueError("spin= is for the thread client (Client)")
@@ -135,7 +134,7 @@ class AsyncClient(ClientBase[ClientPool], ClientVerbs[Coroutine[Any, Any, Respon
             url, connections = settings.warm[key]
             pool = ClientPool(settings.config(url, connections=connections, lazy=False))
             settings.admission.open += connections  # warm slots hold their permits
-            self._pools[key] = pool
+            self._register(key, pool)
             await pool._connect_all(connections)
 
         results = await asyncio.gather(*(open_one(k) for k in pending), return_exceptions=True)
@@ -204,83 +203,6 @@ class AsyncClient(ClientBase[ClientPool], ClientVerbs[Coroutine[Any, Any, Respon
             hop = self._redirected(response, hop, history)
         assert response is not None  # the first hop always goes
         return response
-
-    async def _retrying(
-        self,
-        res: Resilience,
-        method: str,
-        url: str,
-        params: ParamsArg | None,
-        headers: HeadersArg | None,
-        content: ContentArg | None,
-        json: Any,
-        timeout: TimeoutArg,
-    ) -> Response:
-        """A retry policy's happy path: no limiter, no hedge for this request.
-
-        The first attempt goes straight to the pool; only an error or a
-        ``watched`` status goes on to :meth:`_resilient`. What a retry that
-        never triggers adds to a GET is this coroutine (1.6k instructions of
-        it its frame and the extra await level), one frozenset lookup, and a
-        clock read when a total timeout applies: on benchmarks.hotpath's
-        in-memory transport (callgrind, ``client.get+retry`` minus
-        ``client.get``, per request) +2.1k instructions (38.6k against
-        36.4k; through the whole attempt loop it was +16.4k). At ~9k
-        instructions a µs that is ~0.25 µs, ~0.6 % of a pooled GET's CPU
-        against a real server (40.7 µs, the README's bench).
-        """
-        # The clock only when a total timeout bounds the retries (0.35k
-        # instructions).
-        started = monotonic() if res.timed or timeout is not DEFAULT else 0.0
-        pool, target = self._hits.get(url) or self._lookup(url)
-        first: Response | WarmlineError
-        try:
-            first = await pool._call(
-                (method, target, params, headers, content, json, timeout), DEFAULT
-            )
-        except WarmlineError as exc:
-            first = exc
-        else:
-            if first.status not in res.watched:  # the cheap guard
-                return first
-        return await self._resilient(
-            res, method, url, params, headers, content, json, timeout, started, first
-        )
-
-    async def _resilient(
-        self,
-        res: Resilience,
-        method: str,
-        url: str,
-        params: ParamsArg | None,
-        headers: HeadersArg | None,
-        content: ContentArg | None,
-        json: Any,
-        timeout: TimeoutArg,
-        started: float | None = None,
-        first: Response | WarmlineError | None = None,
-    ) -> Response:
-        """The attempt loop: take from the limiters, send (hedged), retry.
-
-        The decisions are :class:`~warmline._pool._client.Resilience`'s and
-        the hedge race's (:mod:`warmline.resilience._race`); the blocking
-        client's loop is the same. ``first``: the outcome of a first attempt
-        :meth:`_retrying` already sent at ``started``.
-        """
-        key, pool, target = self._lookup_keyed(url)
-        deadline = res.deadline_after(timeout, monotonic() if started is None else started)
-        state = res.route(key)
-        weight = res.weight(method, url) if state.limiters else 0.0
-        # A streamed body is read once: never hedged, never retried.
-        replayable = content is None or not is_streamed(content)
-        call = (method, target, params, headers, content, json)
-
-        def send(_index: int) -> Coroutine[Any, Any, Response]:
-            budget = res.attempt_timeout(timeout, deadline, monotonic())
-            return pool._call((*call, budget), DEFAULT)
-
-        a = Attempt(res, state, method, replayable, weight, deadline)
-        return await attempts_async(a, send, first)
 
     def resilience_stats(self) -> dict[str, ResilienceStats]:
         """Per origin: ``retries``, ``hedges_sent``, ``hedges_won`` (a copy).

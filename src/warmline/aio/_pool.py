@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 from warmline._config import PoolConfig, PoolOptions
 from warmline._policy import DEFAULT, TimeoutArg
 from warmline._pool import Plan, Slot, Waiter, check_timeout, connect_verdict
-from warmline._pool._attempts import attempts_async
+from warmline._pool._attempts import resilient_async
 from warmline._pool._observe import aio_observed, aio_stream_observed
-from warmline._pool._shell import RELEASED_IN_FLIGHT, Lease, OnRelease, Outcome, PoolShell
+from warmline._pool._shell import RELEASED_IN_FLIGHT, Lease, OnRelease, PoolShell
 from warmline._pool._state import IN_USE, OPENING, READY
 from warmline._pool._verbs import Req
 from warmline.aio._background import Background
@@ -110,6 +110,7 @@ class ClientPool(PoolShell[Connection, ResponseCoro, StreamContext]):
 
     _stream_context = StreamContext
     _observed_fns = (aio_observed, aio_stream_observed)
+    _resilient_fn = staticmethod(resilient_async)
 
     def __init__(self, config: PoolConfig) -> None:
         """Use :meth:`connect`; this only builds the empty pool."""
@@ -605,36 +606,6 @@ class ClientPool(PoolShell[Connection, ResponseCoro, StreamContext]):
         if slot is None:
             slot = await self._wait(self._acquire_wait(timeout, acquire_timeout))
         return slot
-
-    # -- retry= and hedge= (bound on the instance; see PoolShell.__init__) ---------
-    async def _call_resilient(self, req: Req, acquire_timeout: TimeoutArg) -> Response:
-        res = self._resilience
-        assert res is not None
-        if req[0] in res.hedged:
-            return await self._attempts(req, acquire_timeout, None, None)
-        # Not hedged: straight out (see PoolShell._call_resilient).
-        started = monotonic() if res.timed or req[6] is not DEFAULT else None
-        first: Response | WarmlineError
-        try:
-            first = await self._call_once(req, acquire_timeout)
-        except WarmlineError as exc:
-            first = exc
-        else:
-            if first.status not in res.watched:
-                return first
-        return await self._attempts(req, acquire_timeout, started, first)
-
-    async def _attempts(
-        self, req: Req, wait: TimeoutArg, started: float | None, first: Outcome
-    ) -> Response:
-        res, attempt, deadline = self._attempt(req, started)
-        call, timeout, once = req[:6], req[6], self._call_once
-
-        def send(_index: int) -> Coroutine[Any, Any, Response]:
-            # Each attempt on a slot of its own, within what is left of the total.
-            return once((*call, res.attempt_timeout(timeout, deadline, monotonic())), wait)
-
-        return await attempts_async(attempt, send, first)
 
     # -- streams -----------------------------------------------------------
     async def _stream_call(self, req: Req, acquire_timeout: TimeoutArg) -> Response:

@@ -12,15 +12,15 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from functools import partial
 from typing import Any, TypeVar
 
 from warmline._policy import DEFAULT, TimeoutArg
-from warmline.errors import PoolError
+from warmline.errors import PoolClosed, PoolError
 from warmline.resilience._race import HedgeRace
 
-__all__ = ["SlotAttempts", "race_async", "race_sync"]
+__all__ = ["HedgeThreads", "SlotAttempts", "race_async", "race_sync"]
 
 R = TypeVar("R")
 
@@ -221,3 +221,59 @@ class SlotAttempts:
             # one already done hands back a connection in a known state.
             if conn is not None and conn.busy:
                 conn.close(PoolError(_LOST))
+
+
+class HedgeThreads:
+    """The threads a blocking client's or pool's hedged attempts run on: an
+    executor made on first use (most requests never hedge), shut down at
+    ``close()`` without waiting (attempts still running end with PoolClosed,
+    their connections closed under them).
+
+    Args:
+        workers: The most attempts at once (slots times one plus the extras).
+        closed: PoolClosed's message once shut down.
+    """
+
+    __slots__ = ("_closed", "_executor", "_lock", "_message", "_workers")
+
+    def __init__(self, workers: int, closed: str) -> None:
+        self._workers = workers
+        self._message = closed
+        self._executor: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def submit(self, fn: Callable[[], R]) -> Future[R]:
+        """Run ``fn`` on a hedge thread.
+
+        Raises:
+            PoolClosed: After :meth:`shutdown`.
+        """
+        executor = self._executor
+        if executor is None:
+            with self._lock:
+                if self._closed:
+                    raise PoolClosed(self._message)
+                executor = self._executor
+                if executor is None:
+                    executor = ThreadPoolExecutor(
+                        self._workers, thread_name_prefix="warmline-hedge"
+                    )
+                    self._executor = executor
+        try:
+            return executor.submit(fn)
+        except RuntimeError:  # shut down by close() on another thread
+            raise PoolClosed(self._message) from None
+
+    def shutdown(self) -> None:
+        """No more attempts; those running are not waited for."""
+        with self._lock:
+            self._closed = True
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    def after_fork(self) -> None:
+        """In a child process: the executor's threads are the parent's."""
+        self._lock = threading.Lock()
+        self._executor = None

@@ -3,29 +3,22 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from time import monotonic
+from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from warmline._policy import DEFAULT, TimeoutArg
-from warmline._pool._attempts import Attempt, attempts_sync
+from warmline._pool._attempts import resilient_sync
 from warmline._pool._client import (
     ClientBase,
     ClientOptions,
-    Resilience,
     ResilienceStats,
 )
 from warmline._pool._verbs import ClientVerbs
 from warmline._redirects import Hop
-from warmline.errors import PoolClosed, WarmlineError
 from warmline.http11 import Response
-from warmline.http11._upload import is_streamed
 from warmline.http11._writer import ContentArg, HeadersArg, ParamsArg
-from warmline.resilience._drive import SlotAttempts, race_sync
-from warmline.resilience._hedge import Hedge
-from warmline.resilience._race import HedgeRace
+from warmline.resilience._drive import HedgeThreads
 from warmline.sync._pool import AtomicClientPool
 from warmline.sync._stream import StreamContext
 
@@ -74,12 +67,14 @@ class Client(ClientBase[AtomicClientPool], ClientVerbs[Response]):
         )
         with self._lock:
             settings.admission.open += connections  # warm slots hold their permits
-            self._pools[key] = pool
+            self._register(key, pool)
         try:
             pool._connect_all(connections)
         except BaseException as exc:
             return exc
         return None
+
+    _resilient_fn = staticmethod(resilient_sync)
 
     def __init__(self, **options: Unpack[ClientOptions]) -> None:
         super().__init__(**options)
@@ -87,6 +82,10 @@ class Client(ClientBase[AtomicClientPool], ClientVerbs[Response]):
         # origin serves a waiter of another), and the making of new pools.
         self._lock = threading.Lock()
         self._creating = threading.Lock()
+        res = self._resilience
+        if res is not None and res.hedge is not None:  # hedged attempts' threads
+            workers = self._settings.limits.total * (1 + res.hedge.max_extra)
+            self._hedges = HedgeThreads(workers, "client is closed")
 
     def _create(self, key: str, prefix: str) -> AtomicClientPool:
         with self._creating:  # concurrent first requests to an origin share one pool
@@ -149,96 +148,6 @@ class Client(ClientBase[AtomicClientPool], ClientVerbs[Response]):
         assert response is not None  # the first hop always goes
         return response
 
-    def _retrying(
-        self,
-        res: Resilience,
-        method: str,
-        url: str,
-        params: ParamsArg | None,
-        headers: HeadersArg | None,
-        content: ContentArg | None,
-        json: Any,
-        timeout: TimeoutArg,
-    ) -> Response:
-        """A retry policy's happy path (as ``AsyncClient._retrying``): the
-        first attempt straight to the pool, the loop only after an error or
-        a ``watched`` status."""
-        # The clock only when a total timeout bounds the retries (0.35k
-        # instructions).
-        started = monotonic() if res.timed or timeout is not DEFAULT else 0.0
-        pool, target = self._hits.get(url) or self._lookup(url)
-        first: Response | WarmlineError
-        try:
-            first = pool._call((method, target, params, headers, content, json, timeout), DEFAULT)
-        except WarmlineError as exc:
-            first = exc
-        else:
-            if first.status not in res.watched:  # the cheap guard
-                return first
-        return self._resilient(
-            res, method, url, params, headers, content, json, timeout, started, first
-        )
-
-    def _resilient(
-        self,
-        res: Resilience,
-        method: str,
-        url: str,
-        params: ParamsArg | None,
-        headers: HeadersArg | None,
-        content: ContentArg | None,
-        json: Any,
-        timeout: TimeoutArg,
-        started: float | None = None,
-        first: Response | WarmlineError | None = None,
-    ) -> Response:
-        """The attempt loop: take from the limiters, send (hedged), retry
-        (the asyncio client's loop, with blocking waits)."""
-        key, pool, target = self._lookup_keyed(url)
-        deadline = res.deadline_after(timeout, monotonic() if started is None else started)
-        state = res.route(key)
-        weight = res.weight(method, url) if state.limiters else 0.0
-        # A streamed body is read once: never hedged, never retried.
-        replayable = content is None or not is_streamed(content)
-        call = (method, target, params, headers, content, json)
-
-        def send() -> Response:
-            return pool._call((*call, res.attempt_timeout(timeout, deadline, monotonic())), DEFAULT)
-
-        def race(r: HedgeRace) -> Response:
-            assert res.hedge is not None
-            attempts = SlotAttempts(pool, call, timeout, deadline)
-            submit = self._hedge_submit(res.hedge)
-            response: Response = race_sync(r, submit, attempts.send, attempts.interrupt)
-            return response
-
-        a = Attempt(res, state, method, replayable, weight, deadline)
-        return attempts_sync(a, send, race, first)
-
-    def _hedge_submit(self, hedge: Hedge) -> Callable[[Callable[[], Response]], Future[Response]]:
-        executor = self._hedge_executor(hedge)
-
-        def submit(fn: Callable[[], Response]) -> Future[Response]:
-            try:
-                return executor.submit(fn)
-            except RuntimeError:  # shut down by close() in another thread
-                raise PoolClosed("client is closed") from None
-
-        return submit
-
-    def _hedge_executor(self, hedge: Hedge) -> ThreadPoolExecutor:
-        executor: ThreadPoolExecutor | None = self.__dict__.get("_executor")
-        if executor is None:
-            with self._lock:
-                if self._closed:
-                    raise PoolClosed("client is closed")
-                executor = self.__dict__.get("_executor")
-                if executor is None:
-                    workers = self._settings.limits.total * (1 + hedge.max_extra)
-                    executor = ThreadPoolExecutor(workers, thread_name_prefix="warmline-hedge")
-                    self.__dict__["_executor"] = executor
-        return executor
-
     def resilience_stats(self) -> dict[str, ResilienceStats]:
         """Per origin: ``retries``, ``hedges_sent``, ``hedges_won`` (a copy)."""
         return super().resilience_stats()
@@ -248,12 +157,8 @@ class Client(ClientBase[AtomicClientPool], ClientVerbs[Response]):
         self._closed = True
         for pool in list(self._pools.values()):
             pool.close()
-        with self._lock:
-            executor: ThreadPoolExecutor | None = self.__dict__.pop("_executor", None)
-        if executor is not None:
-            # Attempts still running end with PoolClosed now that the pools
-            # are closed; nobody waits for their results.
-            executor.shutdown(wait=False, cancel_futures=True)
+        if self._hedges is not None:
+            self._hedges.shutdown()  # attempts still running end with PoolClosed
 
     def __enter__(self) -> Client:
         self.start()

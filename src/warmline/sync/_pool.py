@@ -48,7 +48,6 @@ import contextlib
 import socket
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from time import monotonic
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -56,9 +55,9 @@ from typing import TYPE_CHECKING, Any
 from warmline._config import PoolConfig, PoolOptions
 from warmline._policy import DEFAULT, TimeoutArg
 from warmline._pool import Plan, Slot, Waiter, check_timeout, connect_verdict
-from warmline._pool._attempts import attempts_sync
+from warmline._pool._attempts import resilient_sync
 from warmline._pool._observe import sync_observed, sync_stream_observed
-from warmline._pool._shell import RELEASED_IN_FLIGHT, Lease, OnRelease, Outcome, PoolShell
+from warmline._pool._shell import RELEASED_IN_FLIGHT, Lease, OnRelease, PoolShell
 from warmline._pool._state import IN_USE, OPENING
 from warmline._pool._verbs import Req
 from warmline.errors import (
@@ -70,8 +69,6 @@ from warmline.errors import (
 )
 from warmline.http11 import Response
 from warmline.http11._upload import StreamedBody, not_replayed
-from warmline.resilience._drive import SlotAttempts, race_sync
-from warmline.resilience._race import HedgeRace
 from warmline.sync._background import Worker, open_concurrently, reset_after_fork
 from warmline.sync._connection import Connection, open_connection
 from warmline.sync._stream import StreamContext, SyncBody
@@ -123,6 +120,7 @@ class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
 
     _stream_context = StreamContext
     _observed_fns = (sync_observed, sync_stream_observed)
+    _resilient_fn = staticmethod(resilient_sync)
 
     def __init__(self, config: PoolConfig, lock: threading.Lock | None = None) -> None:
         """Use :meth:`connect`; this only builds the empty pool.
@@ -138,7 +136,6 @@ class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
         self._connecting: set[socket.socket] = set()
         self._gc_released: list[_TSlot] = []
         self._worker = Worker(self)
-        self._executor: ThreadPoolExecutor | None = None  # hedged attempts (hedge=)
         reset_after_fork(self)
 
     # -- construction ------------------------------------------------------
@@ -488,61 +485,6 @@ class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
         finally:
             self._release(slot)
 
-    # -- retry= and hedge= (bound on the instance; see PoolShell.__init__) ---------
-    def _call_resilient(self, req: Req, acquire_timeout: TimeoutArg) -> Response:
-        res = self._resilience
-        assert res is not None
-        if req[0] in res.hedged:
-            return self._attempts(req, acquire_timeout, None, None)
-        # Not hedged: straight out (see PoolShell._call_resilient).
-        started = monotonic() if res.timed or req[6] is not DEFAULT else None
-        first: Response | WarmlineError
-        try:
-            first = self._call_once(req, acquire_timeout)
-        except WarmlineError as exc:
-            first = exc
-        else:
-            if first.status not in res.watched:
-                return first
-        return self._attempts(req, acquire_timeout, started, first)
-
-    def _attempts(
-        self, req: Req, wait: TimeoutArg, started: float | None, first: Outcome
-    ) -> Response:
-        res, attempt, deadline = self._attempt(req, started)
-        call, timeout, once = req[:6], req[6], self._call_once
-
-        def send() -> Response:
-            # Within what is left of the request's total timeout.
-            return once((*call, res.attempt_timeout(timeout, deadline, monotonic())), wait)
-
-        def race(r: HedgeRace) -> Response:
-            # Each attempt leases a slot of its own on a thread of the pool's.
-            attempts = SlotAttempts(self, call, timeout, deadline)
-            response: Response = race_sync(r, self._hedge_submit, attempts.send, attempts.interrupt)
-            return response
-
-        return attempts_sync(attempt, send, race, first)
-
-    def _hedge_submit(self, fn: Callable[[], Response]) -> Future[Response]:
-        """Run a hedged attempt on the pool's executor (made on first use)."""
-        executor = self._executor
-        if executor is None:
-            with self._lock:
-                if self._core.closed:
-                    raise PoolClosed("pool closed", origin=self._origin)
-                executor = self._executor
-                if executor is None:
-                    hedge = self._config.hedge
-                    assert hedge is not None
-                    workers = self._config.connections * (1 + hedge.max_extra)
-                    executor = ThreadPoolExecutor(workers, thread_name_prefix="warmline-hedge")
-                    self._executor = executor
-        try:
-            return executor.submit(fn)
-        except RuntimeError:  # shut down by close() on another thread
-            raise PoolClosed("pool closed", origin=self._origin) from None
-
     # -- streams -----------------------------------------------------------
     def _stream_call(self, req: Req, acquire_timeout: TimeoutArg) -> Response:
         slot = self._take(req[6], acquire_timeout)
@@ -606,7 +548,6 @@ class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
         plan: Plan[Connection] = Plan()
         with self._lock:
             in_flight = self._core.close(plan)
-            executor, self._executor = self._executor, None
         closed = PoolClosed("pool closed", origin=self._origin)
         for conn in in_flight:
             conn.close(closed)
@@ -615,10 +556,8 @@ class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
                 sock.shutdown(socket.SHUT_RDWR)
         self._carry_out(plan, closed)
         self._worker.stop()
-        if executor is not None:
-            # Hedged attempts still running end with PoolClosed (their
-            # connections were just closed); nobody waits for them.
-            executor.shutdown(wait=False, cancel_futures=True)
+        if self._hedges is not None:
+            self._hedges.shutdown()  # attempts running end with PoolClosed
 
     def _after_fork(self) -> None:
         # In the child: the lock may have been held by a thread that does not
@@ -626,7 +565,8 @@ class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
         # parent. Start afresh without touching what the parent uses.
         self._lock = threading.Lock()
         self._gc_released = []
-        self._executor = None  # its threads are the parent's
+        if self._hedges is not None:
+            self._hedges.after_fork()  # its threads are the parent's
         for conn in self._core.after_fork():
             conn.forget()
         self._worker.after_fork()

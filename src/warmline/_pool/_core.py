@@ -53,13 +53,16 @@ PROVEN_AFTER_S: Final = 0.05
 
 
 class ConnLike(Protocol):
-    """What the core reads of a shell's connection (attributes, no I/O)."""
+    """What the core reads of a shell's connection (attributes, no I/O), and
+    the one call the shells make on any of them (the core never calls it)."""
 
     @property
     def served(self) -> bool: ...
 
     @property
     def opened_at(self) -> float: ...
+
+    def close(self, error: WarmlineError | None = None) -> None: ...
 
 
 C = TypeVar("C", bound=ConnLike)
@@ -482,6 +485,34 @@ class PoolCore(Generic[C]):
         for slot in slots:
             move(slot, OPENING)
         return slots
+
+    def open_later(self, slots: list[Slot[C]], now: float, plan: Plan[C]) -> None:
+        """connect(require=0): the slots open in the background, due now."""
+        for slot in slots:
+            self.open_failed(slot, now, plan)  # OPENING -> HEALING
+            slot.failures = 0
+            slot.next_attempt = now
+
+    def connected(
+        self,
+        slots: list[Slot[C]],
+        results: list[Any],
+        need: int,
+        origin: str,
+        now: float,
+        plan: Plan[C],
+    ) -> BaseException | None:
+        """connect()'s opens ended: each result a connection or what its open
+        raised. Record them; the error to raise when fewer than ``need``
+        opened (see :func:`connect_verdict`), else None."""
+        failures: list[BaseException] = []
+        for slot, result in zip(slots, results, strict=True):
+            if isinstance(result, BaseException):
+                failures.append(result)
+                self.open_failed(slot, now, plan)
+            else:
+                self.opened(slot, result, now, plan)
+        return connect_verdict(failures, len(slots), need, origin)
 
     # -- requests -------------------------------------------------------------
     def retry_stale(self, exc: WarmlineError, method: str) -> bool:

@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Any, Final, Generic, TypeAlias, TypeVar
 from warmline._hooks import CompositeHooks, Hooks
 from warmline._policy import DEFAULT, PoolStats, TimeoutArg
 from warmline._pool._client import Resilience
-from warmline._pool._core import C, PoolCore, Slot, check_timeout
+from warmline._pool._core import C, Plan, PoolCore, Slot, check_timeout
 from warmline._pool._observe import Observer, TimedReader
+from warmline._pool._state import IN_USE, OPENING
 from warmline._pool._verbs import PoolVerbs, Req, SlotVerbs
-from warmline.errors import PoolError, WarmlineError, WriteTimeout
+from warmline.errors import PoolClosed, PoolError, WarmlineError, WriteTimeout
 from warmline.http11 import Response
 from warmline.http11._upload import StreamedBody, Upload, not_replayed
 from warmline.resilience._drive import HedgeThreads
@@ -31,11 +32,12 @@ from warmline.resilience._stats import ResilienceStats
 if TYPE_CHECKING:
     from warmline._config import PoolConfig
 
-__all__ = ["RELEASED_IN_FLIGHT", "Lease", "PoolShell"]
+__all__ = ["BUSY", "RELEASED_IN_FLIGHT", "Lease", "PoolShell"]
 
 log = logging.getLogger("warmline")
 
 RELEASED_IN_FLIGHT: Final = "the slot was released while its request was in flight"
+BUSY: Final = "a request is already in flight on this slot; one at a time"
 
 R = TypeVar("R")
 S = TypeVar("S")
@@ -161,6 +163,26 @@ class PoolShell(PoolVerbs[R, S], Generic[C, R, S]):
             obs = self._observe(None, False)
         return obs
 
+    # -- the core's decisions, carried out ------------------------------------------
+    def _decide(self, op: Callable[..., object], *args: Any) -> None:
+        """Run a core operation (``op(*args, plan)``), then carry out its plan.
+        The thread shell runs the operation under its lock."""
+        plan: Plan[C] = Plan()
+        op(*args, plan)
+        self._carry_out(plan)
+
+    def _carry_out(self, plan: Plan[C], error: WarmlineError | None = None) -> None:
+        """Close, wake, heal what the core decided; ``error`` fails a request
+        in flight on a closed connection."""
+        raise NotImplementedError
+
+    def _give_back(self, slot: Slot[C]) -> None:
+        """A slot handed to a waiter that left (cancelled, interrupted)."""
+        if slot.state is OPENING:  # an empty slot to open: empty again, permit freed
+            self._decide(self._core.open_failed, slot, self._now())
+        else:
+            self._release(slot)
+
     # -- the request path's shared steps ------------------------------------------
     def _request(self, slot: Slot[C], req: Req, lease: object) -> R:
         raise NotImplementedError
@@ -248,6 +270,28 @@ class PoolShell(PoolVerbs[R, S], Generic[C, R, S]):
             method, path, params=params, headers=headers, content=content
         )
         return head, upload, self._deadline(timeout)[1]
+
+    def _before_reopen(self, slot: Slot[C]) -> None:
+        """A leased slot is about to reconnect inline (its connection closed):
+        refused once the pool is closed or the slot released; the old
+        connection is dropped."""
+        if self._core.closed:
+            raise PoolClosed("pool closed")
+        if slot.state is not IN_USE:  # released under its request (healing or empty)
+            raise PoolError(RELEASED_IN_FLIGHT)
+        if slot.conn is not None:
+            slot.conn.close()
+            slot.conn = None
+
+    def _reopened(self, slot: Slot[C], conn: C) -> C:
+        """The slot's new connection, unless the pool closed or the slot was
+        released while it opened (then it is closed, and that is raised)."""
+        if self._core.closed or slot.state is not IN_USE:
+            conn.close()
+            raise PoolClosed("pool closed") if self._core.closed else PoolError(RELEASED_IN_FLIGHT)
+        self._stats.reconnects += 1
+        slot.conn = conn
+        return conn
 
     def _acquire_wait(self, timeout: TimeoutArg, acquire_timeout: TimeoutArg) -> float | None:
         """How long ``pool.get()`` and friends wait for a slot: ``acquire_timeout``,

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 from warmline._config import PoolConfig, PoolOptions
 from warmline._policy import DEFAULT, TimeoutArg
-from warmline._pool import Plan, Slot, Waiter, check_timeout, connect_verdict
+from warmline._pool import Plan, Slot, Waiter, check_timeout
 from warmline._pool._attempts import resilient_async
 from warmline._pool._observe import aio_observed, aio_stream_observed
-from warmline._pool._shell import RELEASED_IN_FLIGHT, Lease, OnRelease, PoolShell
+from warmline._pool._shell import BUSY, RELEASED_IN_FLIGHT, Lease, OnRelease, PoolShell
 from warmline._pool._state import IN_USE, OPENING, READY
 from warmline._pool._verbs import Req
 from warmline.aio._background import Background
@@ -152,35 +152,20 @@ class ClientPool(PoolShell[Connection, ResponseCoro, StreamContext]):
     async def _connect_all(self, need: int) -> None:
         core = self._core
         slots = core.start_connect()
-        if need == 0:
-            # Nothing required: every slot opens in the background.
-            plan: Plan[Connection] = Plan()
-            now = self._loop.time()
-            for slot in slots:
-                core.open_failed(slot, now, plan)  # OPENING -> HEALING, due now
-                slot.failures = 0
-                slot.next_attempt = now
-            self._carry_out(plan)
+        plan: Plan[Connection] = Plan()
+        if need == 0:  # nothing required: every slot opens in the background
+            core.open_later(slots, self._loop.time(), plan)
         else:
             results = await asyncio.gather(
                 *(self._open_conn(slot) for slot in slots), return_exceptions=True
             )
-            plan = Plan()
-            now = self._loop.time()
-            failures: list[BaseException] = []
-            for slot, result in zip(slots, results, strict=True):
-                if isinstance(result, Connection):
-                    core.opened(slot, result, now, plan)
-                else:
-                    failures.append(result)
-                    core.open_failed(slot, now, plan)
-            error = connect_verdict(failures, len(core.slots), need, self._origin)
+            error = core.connected(slots, results, need, self._origin, self._loop.time(), plan)
             if error is not None:
                 for conn in plan.close:
                     conn.close()
-                await self.close()
+                await self.close()  # and what opened
                 raise error
-            self._carry_out(plan)
+        self._carry_out(plan)
         self._background.start()
 
     async def _open_for_caller(self, slot: _ASlot, deadline: float | None) -> Connection:
@@ -213,33 +198,24 @@ class ClientPool(PoolShell[Connection, ResponseCoro, StreamContext]):
         if connect_timeout is DEFAULT:
             connect_timeout = config.connect_timeout
         obs = self._conn_observer()
-        if obs is None:
-            return await open_connection(
-                self.origin,
-                **config.connect_options(),
-                connect_timeout=connect_timeout,
-                reader=config.new_reader(),
-                on_lost=on_lost,
-            )
         started = monotonic()
         conn = await open_connection(
             self.origin,
             **config.connect_options(),
             connect_timeout=connect_timeout,
-            reader=obs.new_reader(),
+            reader=config.new_reader() if obs is None else obs.new_reader(),
             on_lost=on_lost,
             observer=obs,
         )
-        obs.opened(conn, monotonic() - started)
+        if obs is not None:
+            obs.opened(conn, monotonic() - started)
         return conn
 
     def _on_lost(self, slot: _ASlot, conn: Connection) -> None:
         # A ready slot whose connection died while idle (server closed it,
         # network reset) heals now, not when the next caller trips over it.
         if conn is slot.conn and not self._loop.is_closed():
-            plan: Plan[Connection] = Plan()
-            self._core.lost(slot, self._loop.time(), plan)
-            self._carry_out(plan)
+            self._decide(self._core.lost, slot, self._loop.time())
 
     def _carry_out(self, plan: Plan[Connection], error: WarmlineError | None = None) -> None:
         """Do what the core decided: close, wake, start heals."""
@@ -253,9 +229,7 @@ class ClientPool(PoolShell[Connection, ResponseCoro, StreamContext]):
             self._background.heal(slot)
         for core in plan.redispatch:  # a client's other pool got a permit
             other: ClientPool = core.shell
-            again: Plan[Connection] = Plan()
-            core.dispatch(again)
-            other._carry_out(again)
+            other._decide(core.dispatch)
 
     # -- loop affinity -------------------------------------------------------
     def _check_loop(self) -> None:
@@ -302,9 +276,7 @@ class ClientPool(PoolShell[Connection, ResponseCoro, StreamContext]):
             if conn is not None and conn.idle and not (core.ages and self._aged(slot)):
                 return slot
             self._check_loop()
-            plan: Plan[Connection] = Plan()
-            core.discard(slot, self._loop.time(), plan)
-            self._carry_out(plan)
+            self._decide(core.discard, slot, self._loop.time())
         if core.closed:
             raise self._count(PoolClosed("pool is closed", origin=self._origin))
         self._check_loop()
@@ -366,14 +338,6 @@ class ClientPool(PoolShell[Connection, ResponseCoro, StreamContext]):
             if timer is not None:
                 timer.cancel()
 
-    def _give_back(self, slot: _ASlot) -> None:
-        if slot.state is OPENING:  # an empty slot to open: empty again, permit freed
-            plan: Plan[Connection] = Plan()
-            self._core.open_failed(slot, self._loop.time(), plan)
-            self._carry_out(plan)
-        else:
-            self._release(slot)
-
     def _expire(self, waiter: _Waiter, timeout: float) -> None:
         if self._core.remove_waiter(waiter):
             waiter.error = PoolTimeout(f"no slot ready within {timeout} s", origin=self._origin)
@@ -386,13 +350,11 @@ class ClientPool(PoolShell[Connection, ResponseCoro, StreamContext]):
         try:
             conn = await self._open_for_caller(slot, deadline)
         except BaseException as exc:
-            plan: Plan[Connection] = Plan()
-            core.open_failed(slot, self._loop.time(), plan)
-            self._carry_out(plan)
+            self._decide(core.open_failed, slot, self._loop.time())
             if isinstance(exc, WarmlineError):
                 self._count(exc)
             raise
-        plan = Plan()
+        plan: Plan[Connection] = Plan()
         kept = core.opened(slot, conn, self._loop.time(), plan, keep=True)
         self._carry_out(plan)
         if not kept:
@@ -518,12 +480,8 @@ class ClientPool(PoolShell[Connection, ResponseCoro, StreamContext]):
         conn = slot.conn
         if conn is None or not conn.idle:
             if conn is not None and conn.alive:
-                raise PoolError("a request is already in flight on this slot; one at a time")
-            if self._core.closed:
-                raise PoolClosed("pool closed")
-            await self._reopen(slot, deadline)
-            conn = slot.conn
-            assert conn is not None
+                raise PoolError(BUSY)
+            conn = await self._reopen(slot, deadline)
         return conn
 
     async def _recover(
@@ -548,14 +506,8 @@ class ClientPool(PoolShell[Connection, ResponseCoro, StreamContext]):
                 if not self._core.retry_stale(exc, method):
                     raise exc
             elif slot.conn is not None and slot.conn.alive:
-                raise PoolError("a request is already in flight on this slot; one at a time")
-            if self._core.closed:
-                raise PoolClosed("pool closed")
-            if slot.state is not IN_USE:  # released under the request (healing or empty)
-                raise PoolError(RELEASED_IN_FLIGHT)
-            await self._reopen(slot, deadline)
-            conn = slot.conn
-            assert conn is not None
+                raise PoolError(BUSY)
+            conn = await self._reopen(slot, deadline)
             waiter = conn.send(data, method, deadline)
             if waiter is None:  # closed between connect and now
                 raise ConnectionClosed("connection closed before the request was sent")
@@ -570,20 +522,14 @@ class ClientPool(PoolShell[Connection, ResponseCoro, StreamContext]):
         self._stats.requests += 1
         return response
 
-    async def _reopen(self, slot: _ASlot, deadline: float | None) -> None:
-        if slot.conn is not None:
-            slot.conn.close()
-            slot.conn = None
+    async def _reopen(self, slot: _ASlot, deadline: float | None) -> Connection:
+        self._before_reopen(slot)
         try:
             conn = await self._open_for_caller(slot, deadline)
         except WarmlineError:
             self._stats.reconnect_failures += 1
             raise
-        if self._core.closed or slot.state is not IN_USE:  # closed or released meanwhile
-            conn.close()
-            raise PoolClosed("pool closed") if self._core.closed else PoolError(RELEASED_IN_FLIGHT)
-        slot.conn = conn
-        self._stats.reconnects += 1
+        return self._reopened(slot, conn)
 
     async def _call(self, req: Req, acquire_timeout: TimeoutArg) -> Response:
         # _take(), inlined: a coroutine less per request (callgrind: 1.3k

@@ -260,7 +260,7 @@ class Worker:
             if pool._observer is not None:
                 pool._observer.heal(conn, 0, monotonic() - started, None)
             self.watch(slot, conn)
-            pool._locked(core.opened, slot, conn, monotonic())
+            pool._decide(core.opened, slot, conn, monotonic())
         if core.keep_warm is not None:
             with pool._lock:
                 pings = core.due_for_ping(monotonic())
@@ -302,7 +302,7 @@ class Worker:
         now = monotonic()
         for fd, slot in closed:
             if slot.conn is not None and slot.conn.fd == fd:  # not replaced since
-                pool._locked(pool._core.lost, slot, now)
+                pool._decide(pool._core.lost, slot, now)
 
 
 def open_concurrently(

@@ -54,11 +54,11 @@ from typing import TYPE_CHECKING, Any
 
 from warmline._config import PoolConfig, PoolOptions
 from warmline._policy import DEFAULT, TimeoutArg
-from warmline._pool import Plan, Slot, Waiter, check_timeout, connect_verdict
+from warmline._pool import Plan, Slot, Waiter, check_timeout
 from warmline._pool._attempts import resilient_sync
 from warmline._pool._observe import sync_observed, sync_stream_observed
-from warmline._pool._shell import RELEASED_IN_FLIGHT, Lease, OnRelease, PoolShell
-from warmline._pool._state import IN_USE, OPENING
+from warmline._pool._shell import BUSY, RELEASED_IN_FLIGHT, Lease, OnRelease, PoolShell
+from warmline._pool._state import OPENING
 from warmline._pool._verbs import Req
 from warmline.errors import (
     ConnectError,
@@ -162,34 +162,24 @@ class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
         core = self._core
         with self._lock:
             slots = core.start_connect()
-        if need == 0:
-            # Nothing required: every slot opens in the background, now.
-            self._locked(self._open_later, slots)
+        if need == 0:  # nothing required: every slot opens in the background, now
+            self._decide(core.open_later, slots, monotonic())
             return
         results = self._open_concurrently(len(slots))
-        failures = [r for r in results if isinstance(r, BaseException)]
-        error = connect_verdict(failures, len(slots), need, self._origin)
-        if error is not None:
-            for r in results:
-                if isinstance(r, Connection):
-                    r.close()
-            self.close()
-            raise error
         for slot, result in zip(slots, results, strict=True):
             if isinstance(result, Connection):
                 self._worker.watch(slot, result)
-                self._locked(core.opened, slot, result, monotonic())
-            else:
-                self._locked(core.open_failed, slot, monotonic())
+        plan: Plan[Connection] = Plan()
+        with self._lock:
+            error = core.connected(slots, results, need, self._origin, monotonic(), plan)
+        if error is not None:
+            for conn in plan.close:
+                conn.close()
+            self.close()  # and what opened
+            raise error
+        self._carry_out(plan)
         if self._worker.watcher.watching or core.keep_warm is not None:
             self._worker.wake()  # watch and keep warm the idle connections from now on
-
-    def _open_later(self, slots: list[_TSlot], plan: Plan[Connection]) -> None:
-        now = monotonic()
-        for slot in slots:
-            self._core.open_failed(slot, now, plan)  # OPENING -> HEALING
-            slot.failures = 0
-            slot.next_attempt = now
 
     def _open_concurrently(self, n: int) -> list[Connection | BaseException]:
         """Open n connections at once (one thread each; one here if n is 1)."""
@@ -227,7 +217,7 @@ class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
         return conn
 
     # -- the lock and the plans ------------------------------------------------
-    def _locked(self, op: Callable[..., object], *args: Any) -> None:
+    def _decide(self, op: Callable[..., object], *args: Any) -> None:
         """Run a core operation under the lock, then carry out its plan."""
         plan: Plan[Connection] = Plan()
         with self._lock:
@@ -247,7 +237,7 @@ class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
             self._worker.wake()
         for core in plan.redispatch:  # a client's other pool got a permit
             other: AtomicClientPool = core.shell
-            other._locked(core.dispatch)
+            other._decide(core.dispatch)
 
     def _release_lease(self, slot: _TSlot) -> None:
         self._release(slot)
@@ -301,7 +291,7 @@ class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
             conn = slot.conn
             if conn is not None and conn.alive and self._usable(slot, conn):
                 return slot
-            self._locked(core.discard, slot, monotonic())
+            self._decide(core.discard, slot, monotonic())
 
     def _usable(self, slot: _TSlot, conn: Connection) -> bool:
         if self._core.ages and self._core.aged(slot, monotonic()):
@@ -336,7 +326,7 @@ class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
         # Register first, then look for a ready slot (in add_waiter): a
         # release that appended before is found here, one that appends after
         # sees us.
-        self._locked(core.add_waiter, waiter)
+        self._decide(core.add_waiter, waiter)
         raised = True
         try:
             served = waiter.lock.acquire(timeout=-1 if timeout is None else timeout)
@@ -363,17 +353,11 @@ class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
             self._open_inline(slot, deadline)
         return slot
 
-    def _give_back(self, slot: _TSlot) -> None:
-        if slot.state is OPENING:
-            self._locked(self._core.open_failed, slot, monotonic())
-        else:
-            self._release(slot)
-
     def _open_inline(self, slot: _TSlot, deadline: float | None) -> None:
         try:
             conn = self._open(self._connect_budget(deadline, monotonic()))
         except BaseException as exc:
-            self._locked(self._core.open_failed, slot, monotonic())
+            self._decide(self._core.open_failed, slot, monotonic())
             if isinstance(exc, WarmlineError):
                 if self._core.closed:  # close() ended the connect
                     raise self._count(PoolClosed("pool closed while connecting")) from exc
@@ -397,7 +381,7 @@ class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
             core.push(slot)
             # Append first, then look: see the module docstring.
             if core.waiters or core.closed:
-                self._locked(core.dispatch)
+                self._decide(core.dispatch)
             return
         plan: Plan[Connection] = Plan()
         with self._lock:
@@ -422,7 +406,7 @@ class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
             if conn is None or not conn.alive:
                 conn = self._reopen(slot, deadline)  # the last response closed it
             elif conn.busy:
-                raise PoolError("a request is already in flight on this slot; one at a time")
+                raise PoolError(BUSY)
             try:
                 response = conn.request(data, method, deadline)
             except WarmlineError as exc:
@@ -447,7 +431,7 @@ class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
             # The previous response on this lease closed the connection.
             return self._reopen(slot, deadline)
         if conn.busy:
-            raise PoolError("a request is already in flight on this slot; one at a time")
+            raise PoolError(BUSY)
         return conn
 
     def _request_streamed(self, slot: _TSlot, req: Req) -> Response:
@@ -515,13 +499,7 @@ class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
 
     def _reopen(self, slot: _TSlot, deadline: float | None) -> Connection:
         """Reconnect a leased slot inline, on the caller's thread."""
-        if self._core.closed:
-            raise PoolClosed("pool closed")
-        if slot.state is not IN_USE:
-            raise PoolError(RELEASED_IN_FLIGHT)
-        if slot.conn is not None:
-            slot.conn.close()
-            slot.conn = None
+        self._before_reopen(slot)
         try:
             conn = self._open(self._connect_budget(deadline, monotonic()))
         except WarmlineError as exc:
@@ -529,12 +507,7 @@ class AtomicClientPool(PoolShell[Connection, Response, StreamContext]):
                 raise PoolClosed("pool closed while connecting") from exc
             self._stats.reconnect_failures += 1
             raise
-        if self._core.closed or slot.state is not IN_USE:
-            conn.close()
-            raise PoolClosed("pool closed") if self._core.closed else PoolError(RELEASED_IN_FLIGHT)
-        self._stats.reconnects += 1
-        self._worker.watch(slot, conn)
-        slot.conn = conn
+        self._worker.watch(slot, self._reopened(slot, conn))
         return conn
 
     # -- closing and forking --------------------------------------------------

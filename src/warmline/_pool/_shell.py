@@ -234,31 +234,38 @@ class PoolShell(PoolVerbs[R, S], Generic[C, R, S]):
 
     def _stream_setup(self, req: Req) -> tuple[bytes, Upload | None, float | None, float | None]:
         """A streamed response's request bytes (the head alone when the body
-        is a stream too: then also its upload), deadline and read timeout."""
+        is a stream too: then also its upload), deadline and read timeout.
+        An error is counted and given its context."""
         method, path, params, headers, content, json, timeout = req
         upload = None
         try:
-            data = self._writer.build(
-                method, path, params=params, headers=headers, content=content, json=json
-            )
-        except StreamedBody:
-            data, upload = self._writer.build_head(
-                method, path, params=params, headers=headers, content=content
-            )
-        timeout, deadline = self._deadline(timeout)
+            try:
+                data = self._writer.build(
+                    method, path, params=params, headers=headers, content=content, json=json
+                )
+            except StreamedBody:
+                data, upload = self._writer.build_head(
+                    method, path, params=params, headers=headers, content=content
+                )
+            timeout, deadline = self._deadline(timeout)
+        except WarmlineError as exc:
+            self._fail(exc, method, path)
+            raise
         read_timeout = self._config.read_timeout
         return data, upload, deadline, timeout if read_timeout is None else read_timeout
 
     def _stream_again(
-        self, exc: WarmlineError, method: str, first: bool, upload: Upload | None
+        self, exc: WarmlineError, req: Req, first: bool, upload: Upload | None
     ) -> None:
         """Return if a stream's request goes once more on a new connection
         (the first attempt met a stale keep-alive connection, and its body
-        can be sent again); raise otherwise, saying why an upload was not
-        sent twice."""
+        can be sent again); else raise, counted, saying why an upload was
+        not sent twice."""
+        method = req[0]
         if first and upload is None and self._core.retry_stale(exc, method):
             return
         refused = exc if upload is None else not_replayed(exc)
+        self._fail(refused, method, req[1])
         if refused is not exc:
             raise refused from exc
         raise exc

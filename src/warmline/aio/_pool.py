@@ -563,23 +563,18 @@ class ClientPool(PoolShell[Connection, ResponseCoro, StreamContext]):
             raise
 
     async def _open_stream(self, slot: _ASlot, req: Req, on_release: OnRelease) -> Response:
-        method = req[0]
-        try:
-            data, upload, deadline, read_timeout = self._stream_setup(req)
-            first = True
-            while True:
+        data, upload, deadline, read_timeout = self._stream_setup(req)
+        first = True
+        while True:
+            try:
                 conn = await self._idle_conn(slot, deadline)
                 body = AioBody(
                     conn, read_timeout=read_timeout, on_release=on_release, **self._body_options
                 )
-                try:
-                    return self._streamed(await body.start(data, method, deadline, upload), body)
-                except WarmlineError as exc:
-                    self._stream_again(exc, method, first, upload)  # or raises
-                first = False
-        except WarmlineError as exc:
-            self._fail(exc, method, req[1])
-            raise  # the exception itself, its chained cause and context kept
+                return self._streamed(await body.start(data, req[0], deadline, upload), body)
+            except WarmlineError as exc:
+                self._stream_again(exc, req, first, upload)  # or raises it, counted
+            first = False
 
     # -- closing -----------------------------------------------------------
     async def close(self) -> None:

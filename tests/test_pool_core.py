@@ -7,11 +7,15 @@ after every step.
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+import warmline._pool
 from warmline._policy import Backoff
 from warmline._pool import (
     PROVEN_AFTER_S,
@@ -432,3 +436,21 @@ class CoreMachine(RuleBasedStateMachine):
 
 CoreMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
 test_core_state_machine = CoreMachine.TestCase
+
+
+_IO_MODULES = {"asyncio", "socket", "threading", "select", "time", "selectors", "ssl"}
+
+
+@pytest.mark.parametrize("module", ["_core", "_state", "_verbs"])
+def test_the_core_imports_no_io_module(module: str) -> None:
+    # DESIGN.md: the sans-I/O core knows no sockets, loops, threads or clocks
+    # (the shells hand it the time); checked on the source, not by running.
+    source = Path(warmline._pool.__file__).with_name(f"{module}.py").read_text()
+    imported: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            imported.add(node.module.split(".")[0])
+    assert "warmline" in imported or module == "_state"  # the parse found the imports
+    assert not imported & _IO_MODULES

@@ -17,7 +17,7 @@ import pytest
 
 import warmline
 from warmline import AtomicClientPool, Backoff, ClientPool, Hedge, Hooks, Retry
-from warmline.errors import PoolClosed, ReadTimeout
+from warmline.errors import PoolClosed, PoolTimeout, ReadTimeout
 from warmline.resilience import ResilienceStats
 from warmline.testing import MockServer, Reply, Reset
 
@@ -175,6 +175,27 @@ async def test_hedged_post_is_sent_once(flavour: str, holding: Any) -> None:
             await p.call("POST", "/order", json={}, timeout=0.3)
         assert p.pool.resilience_stats() == ResilienceStats()
     assert len(server.log) == 1
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.asyncio
+async def test_hedged_get_waits_for_a_slot_no_longer_than_acquire_timeout(
+    flavour: str, warmline_mock: MockServer
+) -> None:
+    # Every slot is leased: a hedged GET's first attempt must give up after
+    # its acquire_timeout, not wait for the request timeout (none here: it
+    # would wait for ever, and the test's timeout would end it).
+    warmline_mock.expect(path="/t").respond(200)
+    options: dict[str, Any] = {"connections": 1, "hedge": Hedge(after=0.05), "timeout": None}
+    async with Pool(flavour, warmline_mock.url, **options) as p:
+        if flavour == "aio":
+            held = await p.pool.acquire(timeout=2)
+        else:
+            held = await asyncio.to_thread(p.pool.acquire, 2)
+        with pytest.raises(PoolTimeout):
+            await p.call("GET", "/t", acquire_timeout=0.2)
+        held.release()
+        assert (await p.call("GET", "/t", acquire_timeout=2)).status == 200
 
 
 # -- misuse ------------------------------------------------------------------------

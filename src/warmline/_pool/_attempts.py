@@ -268,7 +268,7 @@ def _loop_sync(
 
     def race(r: HedgeRace) -> Response:
         assert hedges is not None
-        attempts = SlotAttempts(pool, call, timeout, deadline)
+        attempts = SlotAttempts(pool, call, timeout, deadline, wait)
         response: Response = race_sync(r, hedges.submit, attempts.send, attempts.interrupt)
         return response
 

@@ -176,17 +176,24 @@ class SlotAttempts:
         timeout: The request's timeout argument (``DEFAULT``: the pool's).
         deadline: The request's deadline (``time.monotonic`` clock), or
             None: each attempt's timeout is what is left of it.
+        wait: The request's ``acquire_timeout`` (``DEFAULT``: the pool's rule).
     """
 
-    __slots__ = ("_call", "_deadline", "_lock", "_over", "_pool", "_slots", "_timeout")
+    __slots__ = ("_call", "_deadline", "_lock", "_over", "_pool", "_slots", "_timeout", "_wait")
 
     def __init__(
-        self, pool: Any, call: tuple[Any, ...], timeout: TimeoutArg, deadline: float | None
+        self,
+        pool: Any,
+        call: tuple[Any, ...],
+        timeout: TimeoutArg,
+        deadline: float | None,
+        wait: TimeoutArg = DEFAULT,
     ) -> None:
         self._pool = pool
         self._call = call
         self._timeout = timeout
         self._deadline = deadline
+        self._wait = wait
         self._lock = threading.Lock()
         self._slots: dict[int, Any] = {}
         self._over: set[int] = set()
@@ -197,7 +204,7 @@ class SlotAttempts:
         timeout = self._timeout
         if deadline is not None:
             timeout = max(0.0, deadline - time.monotonic())
-        lease = pool.acquire(timeout=pool._acquire_wait(timeout, DEFAULT))
+        lease = pool.acquire(timeout=pool._acquire_wait(timeout, self._wait))
         try:
             with self._lock:
                 if index in self._over:

@@ -117,6 +117,9 @@ compiled dependency, and it is 15-50x faster than h11.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from struct import Struct
+
 from warmline.errors import (
     ConnectionClosed,
     DecodingError,
@@ -348,6 +351,101 @@ def _chunk_size(unit: bytes) -> int:
     size = int(digits, 16)
     if len(unit) <= _CHUNK_SIZES_MAX_LENGTH and len(_CHUNK_SIZES) < _CHUNK_SIZES_MAX_ENTRIES:
         _CHUNK_SIZES[unit] = size
+    return size
+
+
+# Chunked bodies of one layout read with C calls (see _run_body): the length
+# from the first chunk-size unit to the end of the data -> (the first unit,
+# the unpack_from of a Struct skipping each unit and unpacking each chunk's
+# data, the last chunk's unit or b"" when all chunks are equal, where that
+# unit starts, the body size). A Struct costs 0.4 us (8 chunks) to 1.5 us
+# (64) to build, less than the ~300 ns per chunk the general loop spends, so
+# a server sending ever-new layouts gains nothing from it; the dict is
+# bounded like _HEADS.
+_Run = tuple[bytes, "Callable[[bytes, int], tuple[bytes, ...]]", bytes, int, int]
+_RUNS: dict[int, _Run] = {}
+_RUNS_MAX_ENTRIES = 128
+_RUN_MAX_CHUNKS = 64
+# The last-chunk unit and the final CRLF of a body without trailers.
+_LAST_CHUNK = b"\r\n0\r\n\r\n"
+
+
+def _run_body(data: bytes, pos: int, limit: int) -> bytes | None:
+    """The body at ``data[pos:]`` if it is a run of equal chunks and nothing else.
+
+    The shape a server writing its body in equal buffers sends in one piece:
+    ``(CRLF size CRLF data){k}``, optionally one smaller chunk, then the last
+    chunk and the final CRLF with no trailers, ending ``data``. Anything else
+    returns ``None`` (also an error, or a body over ``limit``) for the general
+    loop to read, and to reject with its own error.
+
+    Soundness: the chunks are unpacked at the offsets of the layout, and the
+    wire is then rebuilt from them (``unit.join``) and compared with ``data``:
+    equal only if every unit in between is the first one, byte for byte. The
+    first and the last unit are compared, and the lengths add up exactly.
+    """
+    run = _RUNS.get(len(data) - pos)
+    if run is None or not data.startswith(run[0], pos):
+        run = _learn_run(data, pos)
+        if run is None:
+            return None
+    unit, unpack, last, at, total = run
+    if total > limit or not data.endswith(_LAST_CHUNK):
+        return None
+    chunks = unpack(data, pos)
+    if last:
+        if not data.startswith(last, pos + at):
+            return None
+        wire = unit.join(chunks[:-1])
+    else:
+        wire = unit.join(chunks)
+    if not data.startswith(wire, pos + len(unit)):
+        return None
+    return b"".join(chunks)
+
+
+def _learn_run(data: bytes, pos: int) -> _Run | None:
+    """The layout of the chunks at ``data[pos:]`` for _run_body, if it is one."""
+    stop = len(data) - len(_LAST_CHUNK)
+    # Units longer than those memoised (extensions) are left to the general loop.
+    end = data.find(b"\r\n", pos + 2, pos + _CHUNK_SIZES_MAX_LENGTH + 2)
+    size = _unit_size(data[pos:end]) if end >= 0 else -1
+    if size <= 0:
+        return None
+    unit = data[pos : end + 2]
+    step = len(unit) + size
+    count, rest = divmod(stop - pos, step)
+    if not 0 < count <= _RUN_MAX_CHUNKS:
+        return None
+    layout = f"{len(unit)}x{size}s" * count
+    last = b""
+    total = count * size
+    if rest:  # one more chunk, of another size
+        at = count * step
+        end = data.find(b"\r\n", pos + at + 2, min(stop, pos + at + _CHUNK_SIZES_MAX_LENGTH + 2))
+        # A zero size would make what follows a trailer section, not a body.
+        size = _unit_size(data[pos + at : end]) if end >= 0 else -1
+        if size <= 0 or end + 2 + size != stop:
+            return None
+        last = data[pos + at : end + 2]
+        layout += f"{len(last)}x{size}s"
+        total += size
+    else:
+        at = 0
+    if len(_RUNS) >= _RUNS_MAX_ENTRIES:
+        _RUNS.clear()
+    run = _RUNS[stop + len(_LAST_CHUNK) - pos] = (unit, Struct(layout).unpack_from, last, at, total)
+    return run
+
+
+def _unit_size(unit: bytes) -> int:
+    """The size a chunk-size unit (without its final CRLF) says; -1 if invalid."""
+    size = _CHUNK_SIZES.get(unit, -1)
+    if size < 0:
+        try:
+            size = _chunk_size(unit)
+        except ProtocolError:
+            return -1
     return size
 
 
@@ -767,6 +865,11 @@ class ResponseReader:
                             self.keep_alive = keep_alive
                             return Response(status, reason, http_version, head, data[end + 4 :])
                         if chunked:  # straight to the chunks, the head known good
+                            content = _run_body(data, end + 2, self._max_body_size)
+                            if content is not None:
+                                self._state = _DONE
+                                self.keep_alive = keep_alive and http_version == "1.1"
+                                return Response(status, reason, http_version, head, content)
                             self._response = Response(status, reason, http_version, head)
                             self._next_keep_alive = keep_alive
                             pos = self._start_chunked(http_version == "1.1", end)

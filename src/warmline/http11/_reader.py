@@ -356,12 +356,11 @@ def _chunk_size(unit: bytes) -> int:
 
 # Chunked bodies of one layout read with C calls (see _run_body): the length
 # from the first chunk-size unit to the end of the data -> (the first unit,
-# the unpack_from of a Struct skipping each unit and unpacking each chunk's
-# data, the last chunk's unit or b"" when all chunks are equal, where that
-# unit starts, the body size). A Struct costs 0.4 us (8 chunks) to 1.5 us
-# (64) to build, less than the ~300 ns per chunk the general loop spends, so
-# a server sending ever-new layouts gains nothing from it; the dict is
-# bounded like _HEADS.
+# the unpack_from of a Struct giving b"" and then each chunk's data, the last
+# chunk's unit or b"" when all chunks are equal, where that unit starts, the
+# body size). A Struct costs 0.4 us (8 chunks) to 1.5 us (64) to build, less
+# than the ~300 ns per chunk the general loop spends, so a server sending
+# ever-new layouts gains nothing from it; the dict is bounded like _HEADS.
 _Run = tuple[bytes, "Callable[[bytes, int], tuple[bytes, ...]]", bytes, int, int]
 _RUNS: dict[int, _Run] = {}
 _RUNS_MAX_ENTRIES = 128
@@ -374,67 +373,78 @@ def _run_body(data: bytes, pos: int, limit: int) -> bytes | None:
     """The body at ``data[pos:]`` if it is a run of equal chunks and nothing else.
 
     The shape a server writing its body in equal buffers sends in one piece:
-    ``(CRLF size CRLF data){k}``, optionally one smaller chunk, then the last
-    chunk and the final CRLF with no trailers, ending ``data``. Anything else
-    returns ``None`` (also an error, or a body over ``limit``) for the general
-    loop to read, and to reject with its own error.
+    ``(CRLF size CRLF data){k}``, optionally one chunk of another size, then
+    the last chunk and the final CRLF with no trailers, ending ``data``.
+    Anything else returns ``None`` (also an error, or a body over ``limit``)
+    for the general loop to read, and to reject with its own error.
 
     Soundness: the chunks are unpacked at the offsets of the layout, and the
-    wire is then rebuilt from them (``unit.join``) and compared with ``data``:
-    equal only if every unit in between is the first one, byte for byte. The
-    first and the last unit are compared, and the lengths add up exactly.
+    wire is then rebuilt from them (``unit.join``, the leading b"" putting a
+    unit first) and compared with ``data``: equal only if every unit is the
+    layout's, byte for byte. The other unit and the end are compared too, and
+    the lengths add up exactly. The layout is cached by the body's length
+    alone, so a body with another first unit learns its own.
+
+    Figures (timeit, 8 x 512 B): unpack 170 ns, the wire rebuilt and compared
+    160 ns, the join 70 ns; a regex validating the run costs 190-280 ns, its
+    ``findall`` 790 ns, ``split`` 850 ns, slicing each chunk 480 ns.
     """
     run = _RUNS.get(len(data) - pos)
-    if run is None or not data.startswith(run[0], pos):
+    if run is None:
         run = _learn_run(data, pos)
         if run is None:
             return None
     unit, unpack, last, at, total = run
-    if total > limit or not data.endswith(_LAST_CHUNK):
-        return None
     chunks = unpack(data, pos)
     if last:
-        if not data.startswith(last, pos + at):
-            return None
-        wire = unit.join(chunks[:-1])
+        fits = data.startswith(last, pos + at) and data.startswith(unit.join(chunks[:-1]), pos)
     else:
-        wire = unit.join(chunks)
-    if not data.startswith(wire, pos + len(unit)):
-        return None
+        fits = data.startswith(unit.join(chunks), pos)
+    if not fits:
+        if data.startswith(unit, pos) or _learn_run(data, pos) is None:
+            return None  # not a run (or another layout)
+        return _run_body(data, pos, limit)  # once: the first unit now fits
+    if total > limit or not data.endswith(_LAST_CHUNK):
+        return None  # the general loop raises ResponseTooLarge where it should
     return b"".join(chunks)
 
 
 def _learn_run(data: bytes, pos: int) -> _Run | None:
-    """The layout of the chunks at ``data[pos:]`` for _run_body, if it is one."""
+    """The layout of the chunks at ``data[pos:]`` for _run_body, if it is one.
+
+    Its entry in _RUNS is replaced, or removed when this is no run.
+    """
+    key = len(data) - pos
     stop = len(data) - len(_LAST_CHUNK)
     # Units longer than those memoised (extensions) are left to the general loop.
     end = data.find(b"\r\n", pos + 2, pos + _CHUNK_SIZES_MAX_LENGTH + 2)
     size = _unit_size(data[pos:end]) if end >= 0 else -1
     if size <= 0:
+        _RUNS.pop(key, None)
         return None
     unit = data[pos : end + 2]
     step = len(unit) + size
     count, rest = divmod(stop - pos, step)
     if not 0 < count <= _RUN_MAX_CHUNKS:
+        _RUNS.pop(key, None)
         return None
-    layout = f"{len(unit)}x{size}s" * count
+    layout = "0s" + f"{len(unit)}x{size}s" * count
     last = b""
-    total = count * size
+    at = total = count * size
     if rest:  # one more chunk, of another size
         at = count * step
         end = data.find(b"\r\n", pos + at + 2, min(stop, pos + at + _CHUNK_SIZES_MAX_LENGTH + 2))
         # A zero size would make what follows a trailer section, not a body.
         size = _unit_size(data[pos + at : end]) if end >= 0 else -1
         if size <= 0 or end + 2 + size != stop:
+            _RUNS.pop(key, None)
             return None
         last = data[pos + at : end + 2]
         layout += f"{len(last)}x{size}s"
         total += size
-    else:
-        at = 0
     if len(_RUNS) >= _RUNS_MAX_ENTRIES:
         _RUNS.clear()
-    run = _RUNS[stop + len(_LAST_CHUNK) - pos] = (unit, Struct(layout).unpack_from, last, at, total)
+    run = _RUNS[key] = (unit, Struct(layout).unpack_from, last, at, total)
     return run
 
 

@@ -883,13 +883,13 @@ class ResponseReader:
                                 ):
                                     self._state = _DONE
                                     self.keep_alive = keep_alive and http_version == "1.1"
-                                    content = b"".join(chunks)
-                                    return Response(status, reason, http_version, head, content)
-                            content = _run_body(data, pos, self._max_body_size)
-                            if content is not None:
+                                    whole = b"".join(chunks)
+                                    return Response(status, reason, http_version, head, whole)
+                            whole = _run_body(data, pos, self._max_body_size)
+                            if whole is not None:
                                 self._state = _DONE
                                 self.keep_alive = keep_alive and http_version == "1.1"
-                                return Response(status, reason, http_version, head, content)
+                                return Response(status, reason, http_version, head, whole)
                             self._response = Response(status, reason, http_version, head)
                             self._next_keep_alive = keep_alive
                             pos = self._start_chunked(http_version == "1.1", end)

@@ -883,8 +883,8 @@ class ResponseReader:
                                 ):
                                     self._state = _DONE
                                     self.keep_alive = keep_alive and http_version == "1.1"
-                                    whole = b"".join(chunks)
-                                    return Response(status, reason, http_version, head, whole)
+                                    content = b"".join(chunks)
+                                    return Response(status, reason, http_version, head, content)
                             whole = _run_body(data, pos, self._max_body_size)
                             if whole is not None:
                                 self._state = _DONE

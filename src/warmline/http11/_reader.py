@@ -354,55 +354,79 @@ def _chunk_size(unit: bytes) -> int:
     return size
 
 
-# Chunked bodies of one layout read with C calls (see _run_body): the length
-# from the first chunk-size unit to the end of the data -> (the first unit,
-# the unpack_from of a Struct giving b"" and then each chunk's data, the last
-# chunk's unit or b"" when all chunks are equal, where that unit starts, the
-# body size). A Struct costs 0.4 us (8 chunks) to 1.5 us (64) to build, less
-# than the ~300 ns per chunk the general loop spends, so a server sending
-# ever-new layouts gains nothing from it; the dict is bounded like _HEADS.
-_Run = tuple[bytes, "Callable[[bytes, int], tuple[bytes, ...]]", bytes, int, int]
+# Chunked bodies of a known layout, read with C calls (see _run_body): the
+# length from the first chunk-size unit to the end of the data -> (the first
+# unit, the unpack_from of a Struct giving b"" before each run of equal chunks
+# and each chunk's data, the runs as (unit, first and end index in what the
+# Struct gives, offset) or () when there is one, the body size). A Struct
+# costs 0.4 us (8 chunks) to 1.5 us (64) to build, and a layout is learnt the
+# second time a body of its length comes, once (_TRIED), so a server sending
+# ever-new lengths pays two dict lookups per body; both dicts are bounded
+# like _HEADS.
+_Run = tuple[
+    bytes,
+    "Callable[[bytes, int], tuple[bytes, ...]]",
+    tuple[tuple[bytes, int, int, int], ...],
+    int,
+]
 _RUNS: dict[int, _Run] = {}
 _RUNS_MAX_ENTRIES = 128
+# Lengths seen once (False) or learnt not to be a layout _run_body reads (True).
+_TRIED: dict[int, bool] = {}
 _RUN_MAX_CHUNKS = 64
+_RUN_MAX_RUNS = 8
 # The last-chunk unit and the final CRLF of a body without trailers.
 _LAST_CHUNK = b"\r\n0\r\n\r\n"
 
 
 def _run_body(data: bytes, pos: int, limit: int) -> bytes | None:
-    """The body at ``data[pos:]`` if it is a run of equal chunks and nothing else.
+    """The body at ``data[pos:]`` if it has a known layout and nothing else.
 
-    The shape a server writing its body in equal buffers sends in one piece:
-    ``(CRLF size CRLF data){k}``, optionally one chunk of another size, then
-    the last chunk and the final CRLF with no trailers, ending ``data``.
-    Anything else returns ``None`` (also an error, or a body over ``limit``)
-    for the general loop to read, and to reject with its own error.
+    A layout is a few runs of equal chunks (a server writing its body in
+    buffers of one size sends one run, maybe then a smaller chunk), then the
+    last chunk and the final CRLF, no trailers, ending ``data``. Anything else
+    returns ``None`` (also an error, or a body over ``limit``) for the general
+    loop to read, and to reject with its own error.
 
     Soundness: the chunks are unpacked at the offsets of the layout, and the
-    wire is then rebuilt from them (``unit.join``, the leading b"" putting a
-    unit first) and compared with ``data``: equal only if every unit is the
-    layout's, byte for byte. The other unit and the end are compared too, and
-    the lengths add up exactly. The layout is cached by the body's length
-    alone, so a body with another first unit learns its own.
+    wire of each run is then rebuilt from them (``unit.join``, the b"" before
+    the run putting a unit first) and compared with ``data``: equal only if
+    every unit is the layout's, byte for byte. With the lengths adding up and
+    the end compared, nothing else fits. The layout is cached by the body's
+    length alone, so a body with another first unit learns its own.
 
     Figures (timeit, 8 x 512 B): unpack 170 ns, the wire rebuilt and compared
-    160 ns, the join 70 ns; a regex validating the run costs 190-280 ns, its
-    ``findall`` 790 ns, ``split`` 850 ns, slicing each chunk 480 ns.
+    160 ns, the join 70 ns; a regex validating the run costs 190-280 ns (and
+    28 us to compile), its ``findall`` 790 ns, ``split`` 850 ns, slicing each
+    chunk 480 ns.
     """
-    run = _RUNS.get(len(data) - pos)
+    key = len(data) - pos
+    run = _RUNS.get(key)
     if run is None:
+        tried = _TRIED.get(key)
+        if tried is None:  # the first body of this length
+            if len(_TRIED) >= 2 * _RUNS_MAX_ENTRIES:
+                _TRIED.clear()
+            _TRIED[key] = False
+            return None
+        if tried:
+            return None
         run = _learn_run(data, pos)
         if run is None:
             return None
-    unit, unpack, last, at, total = run
+    unit, unpack, runs, total = run
     chunks = unpack(data, pos)
-    if last:
-        fits = data.startswith(last, pos + at) and data.startswith(unit.join(chunks[:-1]), pos)
-    else:
-        fits = data.startswith(unit.join(chunks), pos)
-    if not fits:
-        if data.startswith(unit, pos) or _learn_run(data, pos) is None:
-            return None  # not a run (or another layout)
+    if runs:
+        for unit, start, stop, at in runs:
+            if not data.startswith(unit.join(chunks[start:stop]), pos + at):
+                break
+        else:
+            unit = b""  # every run fits
+    elif data.startswith(unit.join(chunks), pos):
+        unit = b""
+    if unit:  # a unit differs
+        if data.startswith(run[0], pos) or _learn_run(data, pos) is None:
+            return None  # not this layout
         return _run_body(data, pos, limit)  # once: the first unit now fits
     if total > limit or not data.endswith(_LAST_CHUNK):
         return None  # the general loop raises ResponseTooLarge where it should
@@ -412,39 +436,43 @@ def _run_body(data: bytes, pos: int, limit: int) -> bytes | None:
 def _learn_run(data: bytes, pos: int) -> _Run | None:
     """The layout of the chunks at ``data[pos:]`` for _run_body, if it is one.
 
-    Its entry in _RUNS is replaced, or removed when this is no run.
+    Its entry in _RUNS is replaced; when this is no such layout, it is
+    removed and the length marked in _TRIED.
     """
     key = len(data) - pos
     stop = len(data) - len(_LAST_CHUNK)
-    # Units longer than those memoised (extensions) are left to the general loop.
-    end = data.find(b"\r\n", pos + 2, pos + _CHUNK_SIZES_MAX_LENGTH + 2)
-    size = _unit_size(data[pos:end]) if end >= 0 else -1
-    if size <= 0:
-        _RUNS.pop(key, None)
-        return None
-    unit = data[pos : end + 2]
-    step = len(unit) + size
-    count, rest = divmod(stop - pos, step)
-    if not 0 < count <= _RUN_MAX_CHUNKS:
-        _RUNS.pop(key, None)
-        return None
-    layout = "0s" + f"{len(unit)}x{size}s" * count
-    last = b""
-    at = total = count * size
-    if rest:  # one more chunk, of another size
-        at = count * step
-        end = data.find(b"\r\n", pos + at + 2, min(stop, pos + at + _CHUNK_SIZES_MAX_LENGTH + 2))
-        # A zero size would make what follows a trailer section, not a body.
-        size = _unit_size(data[pos + at : end]) if end >= 0 else -1
-        if size <= 0 or end + 2 + size != stop:
-            _RUNS.pop(key, None)
-            return None
-        last = data[pos + at : end + 2]
-        layout += f"{len(last)}x{size}s"
+    runs: list[tuple[bytes, int, int, int]] = []
+    layout: list[str] = []
+    at = pos
+    chunks = total = 0
+    unit = b""
+    while at < stop and chunks < _RUN_MAX_CHUNKS:
+        # Units longer than those memoised (extensions) are left to the general loop.
+        end = data.find(b"\r\n", at + 2, at + _CHUNK_SIZES_MAX_LENGTH + 2)
+        size = _unit_size(data[at:end]) if end >= 0 else -1
+        if size <= 0:  # a zero size would end the body before `stop`: trailers
+            break
+        if not unit or not data.startswith(unit, at):  # a new run
+            if len(runs) == _RUN_MAX_RUNS:
+                break
+            unit = data[at : end + 2]
+            runs.append((unit, chunks + len(runs), chunks + len(runs) + 2, at - pos))
+            layout.append("0s")
+        else:
+            unit, start, _, offset = runs[-1]
+            runs[-1] = (unit, start, chunks + len(runs) + 1, offset)
+        layout.append(f"{len(unit)}x{size}s")
+        chunks += 1
         total += size
+        at = end + 2 + size
+    if at != stop or not runs or not data.endswith(_LAST_CHUNK):
+        _RUNS.pop(key, None)
+        _TRIED[key] = True
+        return None
     if len(_RUNS) >= _RUNS_MAX_ENTRIES:
         _RUNS.clear()
-    run = _RUNS[key] = (unit, Struct(layout).unpack_from, last, at, total)
+    unpack = Struct("".join(layout)).unpack_from
+    run = _RUNS[key] = (runs[0][0], unpack, tuple(runs) if len(runs) > 1 else (), total)
     return run
 
 
@@ -874,11 +902,11 @@ class ResponseReader:
                             pos = end + 2
                             run = _RUNS.get(len(data) - pos)
                             if run is not None and not run[2]:
-                                # _run_body inlined for equal chunks (-40 ns)
+                                # _run_body inlined for one run of equal chunks (-40 ns)
                                 chunks = run[1](data, pos)
                                 if (
                                     data.startswith(run[0].join(chunks), pos)
-                                    and run[4] <= self._max_body_size
+                                    and run[3] <= self._max_body_size
                                     and data.endswith(_LAST_CHUNK)
                                 ):
                                     self._state = _DONE

@@ -262,3 +262,13 @@ def test_a_layout_cached_for_one_unit_is_relearned_for_another() -> None:
     # A body of the same length whose second unit differs: not a run.
     wire = HEAD + b"1a0\r\n" + data[0] + b"\r\n1A0\r\n" + data[1] + b"\r\n1a0\r\n" + data[2]
     assert both(wire + b"\r\n0\r\n\r\n") == ("ok", b"".join(data), True, b"", ())
+
+
+@pytest.mark.parametrize("size", [1, 100, 5000])
+def test_one_chunk_is_read_without_a_layout(size: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reader_module, "_RUNS", {})
+    wire = HEAD + b"%X\r\n%s\r\n0\r\n\r\n" % (size, b"j" * size)
+    assert once(wire, size) == ("ok", b"j" * size, True, b"", ())
+    assert not reader_module._RUNS  # nothing learnt for it
+    assert both(wire, size - 1) == ("error", ResponseTooLarge)
+    assert both(HEAD10 + wire[len(HEAD) :]) == ("ok", b"j" * size, False, b"", ())

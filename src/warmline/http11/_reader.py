@@ -403,6 +403,13 @@ def _run_body(data: bytes, pos: int, limit: int) -> bytes | None:
     key = len(data) - pos
     run = _RUNS.get(key)
     if run is None:
+        # One chunk needs no layout: read it as it is (a body of a new length).
+        end = data.find(b"\r\n", pos + 2, pos + _CHUNK_SIZES_MAX_LENGTH + 2)
+        size = _unit_size(data[pos:end]) if end >= 0 else -1
+        if size > 0 and end + 2 + size == len(data) - len(_LAST_CHUNK):
+            if size > limit or not data.endswith(_LAST_CHUNK):
+                return None
+            return data[end + 2 : end + 2 + size]
         tried = _TRIED.get(key)
         if tried is None:  # the first body of this length
             if len(_TRIED) >= 2 * _RUNS_MAX_ENTRIES:

@@ -105,7 +105,7 @@ memoised head, as a few runs of equal chunks (``_run_body``), is no longer
 walked chunk by chunk: its layout, learnt the second time a body of its
 length comes, is a ``Struct`` that unpacks every chunk's data in one call,
 and the wire rebuilt from those pieces with ``unit.join`` and compared with
-the data in one more proves every unit (-1.6 us for 8 chunks). Its
+the data in one more proves every unit (-2.1 us for 8 chunks). Its
 common case, one run, is inlined in ``feed`` (-40 ns). A one-chunk body
 needs no layout and is sliced directly (2.7 -> 1.6 us for a body of a new
 length). What it costs where it does not apply: a multi-chunk body of a

@@ -96,6 +96,22 @@ instead (``map`` over ``startswith`` and slices, or a ``split`` at the unit)
 was measured and is slower at these sizes, the split because CPython's
 search for a short needle costs ~1.6 instructions per byte scanned.
 
+Chunked bodies, 2026-12-01, later (same command, full run, fastest/median
+ns): 3,689/3,793 -> 1,380/1,431 for the 8 x 512 B response (httptools
+alone: 1,419/1,459; callgrind: 54.9k -> 23.0k instructions), and
+6,597/6,785 -> 2,406/2,486 for the ``/chunked`` body (scenario ``chunked, 2
+runs``; httptools alone 2,448/2,510). A body that came whole with a
+memoised head, as a few runs of equal chunks (``_run_body``), is no longer
+walked chunk by chunk: its layout, learnt the second time a body of its
+length comes, is a ``Struct`` that unpacks every chunk's data in one call,
+and the wire rebuilt from those pieces with ``unit.join`` and compared with
+the data in one more proves every unit (-2.1 us for 8 chunks). Its
+common case, one run, is inlined in ``feed`` (-40 ns). A one-chunk body
+needs no layout and is sliced directly (2.7 -> 1.6 us for a body of a new
+length). What it costs where it does not apply: a multi-chunk body of a
+length never seen pays two dict lookups and a failed one-chunk check
+before the general loop (+0.1 to 0.3 us on 3.3-4 us).
+
 The small-response figure is the memoised path (a repeated head, see
 ``_parse_head``); before memoisation it was ~4 800 ns, and under callgrind
 the reader went from 41.6k to 11.7k instructions per response (httptools
@@ -116,6 +132,9 @@ compiled dependency, and it is 15-50x faster than h11.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from struct import Struct
 
 from warmline.errors import (
     ConnectionClosed,
@@ -348,6 +367,146 @@ def _chunk_size(unit: bytes) -> int:
     size = int(digits, 16)
     if len(unit) <= _CHUNK_SIZES_MAX_LENGTH and len(_CHUNK_SIZES) < _CHUNK_SIZES_MAX_ENTRIES:
         _CHUNK_SIZES[unit] = size
+    return size
+
+
+# Chunked bodies of a known layout, read with C calls (see _run_body): the
+# length from the first chunk-size unit to the end of the data -> (the first
+# unit, the unpack_from of a Struct giving b"" before each run of equal chunks
+# and each chunk's data, the runs as (unit, first and end index in what the
+# Struct gives, offset) or () when there is one, the body size). A Struct
+# costs 0.4 us (8 chunks) to 1.5 us (64) to build, and a layout is learnt the
+# second time a body of its length comes, once (_TRIED), so a server sending
+# ever-new lengths pays two dict lookups per body; both dicts are bounded
+# like _HEADS.
+_Run = tuple[
+    bytes,
+    "Callable[[bytes, int], tuple[bytes, ...]]",
+    tuple[tuple[bytes, int, int, int], ...],
+    int,
+]
+_RUNS: dict[int, _Run] = {}
+_RUNS_MAX_ENTRIES = 128
+# Lengths seen once (False) or learnt not to be a layout _run_body reads (True).
+_TRIED: dict[int, bool] = {}
+_RUN_MAX_CHUNKS = 64
+_RUN_MAX_RUNS = 8
+# The last-chunk unit and the final CRLF of a body without trailers.
+_LAST_CHUNK = b"\r\n0\r\n\r\n"
+
+
+def _run_body(data: bytes, pos: int, limit: int) -> bytes | None:
+    """The body at ``data[pos:]`` if it has a known layout and nothing else.
+
+    A layout is a few runs of equal chunks (a server writing its body in
+    buffers of one size sends one run, maybe then a smaller chunk), then the
+    last chunk and the final CRLF, no trailers, ending ``data``. Anything else
+    returns ``None`` (also an error, or a body over ``limit``) for the general
+    loop to read, and to reject with its own error.
+
+    Soundness: the chunks are unpacked at the offsets of the layout, and the
+    wire of each run is then rebuilt from them (``unit.join``, the b"" before
+    the run putting a unit first) and compared with ``data``: equal only if
+    every unit is the layout's, byte for byte. With the lengths adding up and
+    the end compared, nothing else fits. The layout is cached by the body's
+    length alone, so a body with another first unit learns its own.
+
+    Figures (timeit, 8 x 512 B): unpack 170 ns, the wire rebuilt and compared
+    160 ns, the join 70 ns; a regex validating the run costs 190-280 ns (and
+    28 us to compile), its ``findall`` 790 ns, ``split`` 850 ns, slicing each
+    chunk 480 ns.
+    """
+    key = len(data) - pos
+    run = _RUNS.get(key)
+    if run is None:
+        # One chunk needs no layout: read it as it is (a body of a new length).
+        end = data.find(b"\r\n", pos + 2, pos + _CHUNK_SIZES_MAX_LENGTH + 2)
+        size = _unit_size(data[pos:end]) if end >= 0 else -1
+        if size > 0 and end + 2 + size == len(data) - len(_LAST_CHUNK):
+            if size > limit or not data.endswith(_LAST_CHUNK):
+                return None
+            return data[end + 2 : end + 2 + size]
+        tried = _TRIED.get(key)
+        if tried is None:  # the first body of this length
+            if len(_TRIED) >= 2 * _RUNS_MAX_ENTRIES:
+                _TRIED.clear()
+            _TRIED[key] = False
+            return None
+        if tried:
+            return None
+        run = _learn_run(data, pos)
+        if run is None:
+            return None
+    unit, unpack, runs, total = run
+    chunks = unpack(data, pos)
+    if runs:
+        for unit, start, stop, at in runs:
+            if not data.startswith(unit.join(chunks[start:stop]), pos + at):
+                break
+        else:
+            unit = b""  # every run fits
+    elif data.startswith(unit.join(chunks), pos):
+        unit = b""
+    if unit:  # a unit differs
+        if data.startswith(run[0], pos) or _learn_run(data, pos) is None:
+            return None  # not this layout
+        return _run_body(data, pos, limit)  # once: the first unit now fits
+    if total > limit or not data.endswith(_LAST_CHUNK):
+        return None  # the general loop raises ResponseTooLarge where it should
+    return b"".join(chunks)
+
+
+def _learn_run(data: bytes, pos: int) -> _Run | None:
+    """The layout of the chunks at ``data[pos:]`` for _run_body, if it is one.
+
+    Its entry in _RUNS is replaced; when this is no such layout, it is
+    removed and the length marked in _TRIED.
+    """
+    key = len(data) - pos
+    stop = len(data) - len(_LAST_CHUNK)
+    runs: list[tuple[bytes, int, int, int]] = []
+    layout: list[str] = []
+    at = pos
+    chunks = total = 0
+    unit = b""
+    while at < stop and chunks < _RUN_MAX_CHUNKS:
+        # Units longer than those memoised (extensions) are left to the general loop.
+        end = data.find(b"\r\n", at + 2, at + _CHUNK_SIZES_MAX_LENGTH + 2)
+        size = _unit_size(data[at:end]) if end >= 0 else -1
+        if size <= 0:  # a zero size would end the body before `stop`: trailers
+            break
+        if not unit or not data.startswith(unit, at):  # a new run
+            if len(runs) == _RUN_MAX_RUNS:
+                break
+            unit = data[at : end + 2]
+            runs.append((unit, chunks + len(runs), chunks + len(runs) + 2, at - pos))
+            layout.append("0s")
+        else:
+            unit, start, _, offset = runs[-1]
+            runs[-1] = (unit, start, chunks + len(runs) + 1, offset)
+        layout.append(f"{len(unit)}x{size}s")
+        chunks += 1
+        total += size
+        at = end + 2 + size
+    if at != stop or not runs or not data.endswith(_LAST_CHUNK):
+        _RUNS.pop(key, None)
+        _TRIED[key] = True
+        return None
+    if len(_RUNS) >= _RUNS_MAX_ENTRIES:
+        _RUNS.clear()
+    unpack = Struct("".join(layout)).unpack_from
+    run = _RUNS[key] = (runs[0][0], unpack, tuple(runs) if len(runs) > 1 else (), total)
+    return run
+
+
+def _unit_size(unit: bytes) -> int:
+    """The size a chunk-size unit (without its final CRLF) says; -1 if invalid."""
+    size = _CHUNK_SIZES.get(unit, -1)
+    if size < 0:
+        try:
+            size = _chunk_size(unit)
+        except ProtocolError:
+            return -1
     return size
 
 
@@ -762,11 +921,26 @@ class ResponseReader:
                         and not self._connect
                         and fields <= self._max_headers
                     ):
-                        if len(data) == end + 4 + length and length <= self._max_body_size:
-                            self._state = _DONE
-                            self.keep_alive = keep_alive
-                            return Response(status, reason, http_version, head, data[end + 4 :])
                         if chunked:  # straight to the chunks, the head known good
+                            pos = end + 2
+                            run = _RUNS.get(len(data) - pos)
+                            if run is not None and not run[2]:
+                                # _run_body inlined for one run of equal chunks (-40 ns)
+                                chunks = run[1](data, pos)
+                                if (
+                                    data.startswith(run[0].join(chunks), pos)
+                                    and run[3] <= self._max_body_size
+                                    and data.endswith(_LAST_CHUNK)
+                                ):
+                                    self._state = _DONE
+                                    self.keep_alive = keep_alive and http_version == "1.1"
+                                    content = b"".join(chunks)
+                                    return Response(status, reason, http_version, head, content)
+                            whole = _run_body(data, pos, self._max_body_size)
+                            if whole is not None:
+                                self._state = _DONE
+                                self.keep_alive = keep_alive and http_version == "1.1"
+                                return Response(status, reason, http_version, head, whole)
                             self._response = Response(status, reason, http_version, head)
                             self._next_keep_alive = keep_alive
                             pos = self._start_chunked(http_version == "1.1", end)
@@ -786,6 +960,10 @@ class ResponseReader:
                                 self.keep_alive = self._next_keep_alive
                                 return response
                             return self._parse_trailers(data, pos)
+                        if len(data) == end + 4 + length and length <= self._max_body_size:
+                            self._state = _DONE
+                            self.keep_alive = keep_alive
+                            return Response(status, reason, http_version, head, data[end + 4 :])
                 return self._run(data)
             return self._feed_slow(data)
         except WarmlineError:

@@ -10,6 +10,8 @@ a complete response object (status, fields, body). Four scenarios:
   * ``64 KiB / 64 KiB feeds`` and ``64 KiB / 16 KiB feeds``: a 64 KiB
     Content-Length body fed in socket-sized pieces.
   * ``chunked``: a 4 KiB body in 8 chunks of 512 bytes, in one feed.
+  * ``chunked, 2 runs``: the 8.5 KB body of the end-to-end benchmark's
+    ``/chunked`` endpoint, 10 chunks of 400 bytes then 10 of 450, in one feed.
 
 Contenders:
   * ``warmline``: :class:`warmline.http11.ResponseReader` (pure Python:
@@ -83,6 +85,14 @@ CHUNKED = (
     + b"0\r\n\r\n"
 )
 
+RUNS_BODY_PIECES = [b"chunk-%d;" % i * 50 for i in range(20)]  # as the bench server's /chunked
+RUNS_BODY = b"".join(RUNS_BODY_PIECES)
+RUNS = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+    + b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in RUNS_BODY_PIECES)
+    + b"0\r\n\r\n"
+)
+
 
 def pieces(raw: bytes, size: int) -> list[bytes]:
     return [raw[i : i + size] for i in range(0, len(raw), size)]
@@ -93,6 +103,7 @@ SCENARIOS: dict[str, tuple[list[bytes], bytes]] = {
     "64 KiB / 64 KiB feeds": (pieces(BIG, 65536), BIG_BODY),
     "64 KiB / 16 KiB feeds": (pieces(BIG, 16384), BIG_BODY),
     "chunked": ([CHUNKED], CHUNKED_BODY),
+    "chunked, 2 runs": ([RUNS], RUNS_BODY),
 }
 
 

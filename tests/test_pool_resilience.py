@@ -125,7 +125,8 @@ async def test_a_leased_slot_is_not_retried(flavour: str, warmline_mock: MockSer
 
 @pytest.mark.timeout(30)
 @pytest.mark.asyncio
-async def test_hooks_see_each_attempt(flavour: str, warmline_mock: MockServer) -> None:
+@pytest.mark.parametrize("later", [False, True], ids=["at_connect", "added_later"])
+async def test_hooks_see_each_attempt(flavour: str, later: bool, warmline_mock: MockServer) -> None:
     warmline_mock.expect(path="/t").respond_with(Reply(503), Reply(502), Reply(200)).times(3)
     statuses: list[int | None] = []
 
@@ -133,8 +134,12 @@ async def test_hooks_see_each_attempt(flavour: str, warmline_mock: MockServer) -
         def on_response_end(self, event: Any) -> None:
             statuses.append(event.status)
 
-    options: dict[str, Any] = {"retry": Retry(backoff=FAST), "hooks": Seen()}
+    options: dict[str, Any] = {"retry": Retry(backoff=FAST)}
+    if not later:
+        options["hooks"] = Seen()
     async with Pool(flavour, warmline_mock.url, **options) as p:
+        if later:  # as warmline.contrib.otel.instrument() adds its hooks
+            p.pool._add_hooks(Seen())
         assert (await p.call("GET", "/t")).status == 200
     assert statuses == [503, 502, 200]
 

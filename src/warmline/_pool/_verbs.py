@@ -69,9 +69,10 @@ class SlotVerbs(Generic[R, S]):
             content: Raw body: bytes, or an iterable, async iterable or binary
                 file of bytes (streamed; never sent twice).
             json: Body serialised as JSON (``Decimal`` as its exact digits).
-            timeout: Seconds for the whole request, a ``Timeouts``, or None for
-                none; the pool's ``timeout`` when not given. 0 sends nothing
-                and raises WriteTimeout.
+            timeout: Seconds for the whole request, or None for none; the
+                pool's ``timeout`` when not given (phases, ``Timeouts``, are
+                set on the pool or client). 0 sends nothing and raises
+                WriteTimeout.
 
         Raises:
             ReadTimeout, WriteTimeout, ConnectionClosed, ProtocolError,
@@ -226,9 +227,10 @@ class PoolVerbs(Generic[R, S]):
             content: Raw body: bytes, or an iterable, async iterable or binary
                 file of bytes (streamed; never sent twice).
             json: Body serialised as JSON (``Decimal`` as its exact digits).
-            timeout: Seconds for the whole request, a ``Timeouts``, or None for
-                none; the pool's ``timeout`` when not given. 0 sends nothing
-                and raises WriteTimeout.
+            timeout: Seconds for the whole request, or None for none; the
+                pool's ``timeout`` when not given (phases, ``Timeouts``, are
+                set on the pool or client). 0 sends nothing and raises
+                WriteTimeout.
             acquire_timeout: Seconds to wait for a ready slot; by default the
                 request's total timeout, so that a pool whose server is down
                 fails in bounded time.

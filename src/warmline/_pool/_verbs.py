@@ -15,12 +15,13 @@ what ``stream()`` returns.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Generic, TypeAlias, TypeVar
 
 from warmline._policy import DEFAULT, TimeoutArg
 from warmline.http11._writer import ContentArg, HeadersArg, ParamsArg
 
-__all__ = ["ClientVerbs", "PoolVerbs", "Req", "SlotVerbs", "with_headers"]
+__all__ = ["ClientStreams", "ClientVerbs", "PoolVerbs", "Req", "SlotVerbs", "with_headers"]
 
 R = TypeVar("R")
 S = TypeVar("S")
@@ -528,3 +529,47 @@ class ClientVerbs(Generic[R]):
     ) -> R:
         """``request("OPTIONS", url, ...)``."""
         return self._call("OPTIONS", url, params, headers, content, json, timeout)
+
+
+class ClientStreams(Generic[S]):
+    """``stream()`` on a client, by URL (both clients; the one-shot functions
+    have none)."""
+
+    __slots__ = ()
+
+    #: What ``stream()`` returns, given the call that opens the stream.
+    _stream_context: Callable[[Callable[[], Any]], S]
+
+    def _lookup(self, url: str) -> tuple[Any, str]:
+        raise NotImplementedError
+
+    def stream(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: ParamsArg | None = None,
+        headers: HeadersArg | None = None,
+        content: ContentArg | None = None,
+        json: Any = None,
+        timeout: TimeoutArg = DEFAULT,
+    ) -> S:
+        """Send a request to ``url`` and read only its head.
+
+        ``async with client.stream("GET", url) as r:`` (``AsyncClient``) or
+        ``with client.stream("GET", url) as r:`` (``Client``). The body is
+        read with ``r.aiter_bytes(chunk_size)`` / ``r.iter_bytes(chunk_size)``
+        (decoded), the ``raw`` and ``lines`` twins, or ``await r.aread()`` /
+        ``r.read()``; the connection is held until the block ends (see the
+        pools' ``stream()``: reused, drained or closed). ``retry`` and
+        ``hedge`` do not apply to streams. Arguments as for ``request()``.
+        """
+        up = method.upper()
+
+        def open_stream() -> Any:
+            # On entering the block: the origin's pool, then its stream (a
+            # coroutine on asyncio, which the context awaits).
+            pool, target = self._lookup(url)
+            return pool._stream_call((up, target, params, headers, content, json, timeout), DEFAULT)
+
+        return self._stream_context(open_stream)

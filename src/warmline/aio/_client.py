@@ -7,14 +7,14 @@ from collections.abc import Coroutine
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from warmline._policy import DEFAULT, TimeoutArg
+from warmline._policy import TimeoutArg
 from warmline._pool._attempts import resilient_async
 from warmline._pool._client import (
     ClientBase,
     ClientOptions,
     ResilienceStats,
 )
-from warmline._pool._verbs import ClientVerbs
+from warmline._pool._verbs import ClientStreams, ClientVerbs
 from warmline._redirects import Hop
 from warmline.aio._pool import ClientPool
 from warmline.aio._stream import StreamContext
@@ -28,7 +28,9 @@ if TYPE_CHECKING:
 __all__ = ["AsyncClient"]
 
 
-class AsyncClient(ClientBase[ClientPool], ClientVerbs[Coroutine[Any, Any, Response]]):
+class AsyncClient(
+    ClientBase[ClientPool], ClientVerbs[Coroutine[Any, Any, Response]], ClientStreams[StreamContext]
+):
     """One client for any URL: a warm ClientPool per origin, under shared limits.
 
     Example:
@@ -115,6 +117,7 @@ class AsyncClient(ClientBase[ClientPool], ClientVerbs[Coroutine[Any, Any, Respon
     """
 
     _resilient_fn = staticmethod(resilient_async)
+    _stream_context = StreamContext
 
     def __init__(self, **options: Unpack[ClientOptions]) -> None:
         if options.get("spin"):
@@ -150,35 +153,6 @@ class AsyncClient(ClientBase[ClientPool], ClientVerbs[Coroutine[Any, Any, Respon
             raise PoolError("use an AsyncClient from its event loop (none runs here)") from None
         settings = self._settings
         return ClientPool(settings.config(prefix, connections=settings.limits.per_host, lazy=True))
-
-    def stream(
-        self,
-        method: str,
-        url: str,
-        *,
-        params: ParamsArg | None = None,
-        headers: HeadersArg | None = None,
-        content: ContentArg | None = None,
-        json: Any = None,
-        timeout: TimeoutArg = DEFAULT,
-    ) -> StreamContext:
-        """Send a request and read only its head: ``async with client.stream("GET", url) as r:``.
-
-        The body is read with ``r.aiter_bytes(chunk_size)`` (decoded),
-        ``r.aiter_raw()``, ``r.aiter_lines()`` or ``await r.aread()``; the
-        connection is held until the block ends (see ``ClientPool.stream``:
-        reused, drained or closed). ``retry`` and ``hedge`` do not apply to
-        streams. Arguments as for :meth:`request`.
-        """
-        up = method.upper()
-
-        async def open_stream() -> Response:
-            pool, target = self._lookup(url)
-            return await pool._stream_call(
-                (up, target, params, headers, content, json, timeout), DEFAULT
-            )
-
-        return StreamContext(open_stream)
 
     async def _following(
         self,

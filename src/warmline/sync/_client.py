@@ -7,14 +7,14 @@ from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from warmline._policy import DEFAULT, TimeoutArg
+from warmline._policy import TimeoutArg
 from warmline._pool._attempts import resilient_sync
 from warmline._pool._client import (
     ClientBase,
     ClientOptions,
     ResilienceStats,
 )
-from warmline._pool._verbs import ClientVerbs
+from warmline._pool._verbs import ClientStreams, ClientVerbs
 from warmline._redirects import Hop
 from warmline.http11 import Response
 from warmline.http11._writer import ContentArg, HeadersArg, ParamsArg
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["Client"]
 
 
-class Client(ClientBase[AtomicClientPool], ClientVerbs[Response]):
+class Client(ClientBase[AtomicClientPool], ClientVerbs[Response], ClientStreams[StreamContext]):
     """The blocking twin of :class:`warmline.AsyncClient`: the same options
     and semantics, any thread may call it. Its pools share one lock (a permit
     freed by one origin serves a waiter of another).
@@ -75,6 +75,7 @@ class Client(ClientBase[AtomicClientPool], ClientVerbs[Response]):
         return None
 
     _resilient_fn = staticmethod(resilient_sync)
+    _stream_context = StreamContext
 
     def __init__(self, **options: Unpack[ClientOptions]) -> None:
         super().__init__(**options)
@@ -96,33 +97,6 @@ class Client(ClientBase[AtomicClientPool], ClientVerbs[Response]):
         settings = self._settings
         config = settings.config(prefix, connections=settings.limits.per_host, lazy=True)
         return AtomicClientPool(config, self._lock)
-
-    def stream(
-        self,
-        method: str,
-        url: str,
-        *,
-        params: ParamsArg | None = None,
-        headers: HeadersArg | None = None,
-        content: ContentArg | None = None,
-        json: Any = None,
-        timeout: TimeoutArg = DEFAULT,
-    ) -> StreamContext:
-        """Send a request and read only its head: ``with client.stream("GET", url) as r:``.
-
-        The body is read with ``r.iter_bytes(chunk_size)`` (decoded),
-        ``r.iter_raw()``, ``r.iter_lines()`` or ``r.read()``; the connection
-        is held until the block ends (see ``AtomicClientPool.stream``:
-        reused, drained or closed). ``retry`` and ``hedge`` do not apply to
-        streams. Arguments as for :meth:`request`.
-        """
-        up = method.upper()
-
-        def open_stream() -> Response:
-            pool, target = self._lookup(url)
-            return pool._stream_call((up, target, params, headers, content, json, timeout), DEFAULT)
-
-        return StreamContext(open_stream)
 
     def _following(
         self,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tracemalloc
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -13,32 +12,25 @@ from warmline._server.launch import Server
 from warmline.contrib.httpx import AsyncTransport, Transport
 from warmline.testing import MockServer, Reply, Reset, Stall
 
+from .streamcheck import pattern, read_traced
+
 SIZE = 8 * 1024 * 1024  # granian's /bytes/N: N bytes of a 0..255 pattern
-
-
-def _pattern(start: int, n: int) -> bytes:
-    return bytes((start + i) % 256 for i in range(n))
 
 
 def test_a_large_body_streams_in_chunks_with_bounded_memory(granian: Server) -> None:
     url = f"{granian.url}/bytes/{SIZE}"
     with httpx.Client(transport=Transport()) as client:
         client.get(granian.url + "/small")  # connect first: its buffers are not the stream's
-        tracemalloc.start()
-        try:
-            total, largest, first = 0, 0, b""
+
+        def chunks() -> Iterator[bytes]:
             with client.stream("GET", url) as r:
                 assert r.status_code == 200
-                for chunk in r.iter_bytes(65536):
-                    first = first or chunk[:300]
-                    total += len(chunk)
-                    largest = max(largest, len(chunk))
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
-    assert total == SIZE and largest == 65536
-    assert first == _pattern(0, 300)
-    assert peak < 2 * 1024 * 1024, peak  # the 8 MiB body never sits in memory
+                yield from r.iter_bytes(65536)
+
+        read = read_traced(chunks)
+    assert read.total == SIZE and read.largest == 65536
+    assert read.first == pattern(0, 300)
+    assert read.peak < 2 * 1024 * 1024, read.peak  # the 8 MiB body never sits in memory
 
 
 @pytest.mark.asyncio

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import tracemalloc
 from collections.abc import Iterator
 
 import pytest
@@ -14,6 +13,8 @@ import warmline
 from warmline._server.launch import Server
 from warmline.contrib.requests import Adapter
 from warmline.testing import MockServer, Reply, Reset, Stall
+
+from .streamcheck import pattern, read_traced
 
 SIZE = 8 * 1024 * 1024  # granian's /bytes/N: N bytes of a 0..255 pattern
 
@@ -32,38 +33,29 @@ def session() -> Iterator[requests.Session]:
     s.close()
 
 
-def _pattern(start: int, n: int) -> bytes:
-    return bytes((start + i) % 256 for i in range(n))
-
-
 def test_iter_content_streams_a_large_body_with_bounded_memory(
     session: requests.Session, granian: Server
 ) -> None:
     session.get(granian.url + "/small")  # connect first: its buffers are not the stream's
-    tracemalloc.start()
-    try:
+
+    def chunks() -> Iterator[bytes]:
         r = session.get(f"{granian.url}/bytes/{SIZE}", stream=True)
         assert isinstance(r.raw, urllib3.HTTPResponse)
-        total, largest, first = 0, 0, b""
-        for chunk in r.iter_content(chunk_size=65536):
-            first = first or chunk[:300]
-            total += len(chunk)
-            largest = max(largest, len(chunk))
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert total == SIZE and largest == 65536
-    assert first == _pattern(0, 300)
-    assert peak < 2 * 1024 * 1024, peak  # the 8 MiB body never sits in memory
+        return r.iter_content(chunk_size=65536)
+
+    read = read_traced(chunks)
+    assert read.total == SIZE and read.largest == 65536
+    assert read.first == pattern(0, 300)
+    assert read.peak < 2 * 1024 * 1024, read.peak  # the 8 MiB body never sits in memory
     assert session.get(granian.url + "/small").ok  # the connection went back
 
 
 def test_raw_read_n_gives_n_bytes_then_the_rest(session: requests.Session, granian: Server) -> None:
     r = session.get(f"{granian.url}/bytes/300000", stream=True)
-    assert r.raw.read(10) == _pattern(0, 10)
-    assert r.raw.read(100_000) == _pattern(10, 100_000)
+    assert r.raw.read(10) == pattern(0, 10)
+    assert r.raw.read(100_000) == pattern(10, 100_000)
     rest = r.raw.read()
-    assert rest == _pattern(100_010, 199_990)
+    assert rest == pattern(100_010, 199_990)
     assert r.raw.read(10) == b""
 
 
